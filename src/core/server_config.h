@@ -1,0 +1,36 @@
+#pragma once
+// Everything the server is told on its command line, parsed and validated by apps/.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "base/clock.h"
+
+namespace c10m::core {
+
+/// Per-connection limits of docs/PROTOCOL.md ("Connection contract"). 0 = never/unbounded.
+struct SessionLimits {
+  uint32_t max_frame = 65535;
+  Nanos idle_timeout = 300 * kSecond;
+  Nanos frame_timeout = 10 * kSecond;
+  Nanos write_timeout = 10 * kSecond;
+  size_t write_queue = 256 * 1024;
+};
+
+struct ServerConfig {
+  std::string addr = "127.0.0.1:7000";
+  int threads = 0;            // event loops (epoll); 0 = number of cores
+  bool reuseport = false;     // one SO_REUSEPORT listener per loop instead of a shared one
+  bool nodelay = true;
+  int rcvbuf = 0;             // 0 = kernel default
+  int sndbuf = 0;
+  size_t readbuf = 64 * 1024; // bytes read per read() call (per-loop scratch buffer)
+  bool pool = true;           // recycle per-thread buffers (false: malloc/free each time)
+  size_t thread_stack = 64 * 1024;  // thread engine: stack per connection thread
+  std::string fetch_file;     // FETCH content; empty = the i mod 251 pattern
+  SessionLimits limits;
+  uint64_t max_conns = 0;     // 0 = no limit
+  Nanos drain_timeout = 30 * kSecond;
+};
+
+}  // namespace c10m::core

@@ -1,0 +1,65 @@
+#pragma once
+// The engine interface, drawn at "serve these listeners with this session logic": an
+// engine moves bytes and time between sockets and core::Session, nothing else. One folder
+// per engine; only engine_factory.cc knows them all.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/server_config.h"
+#include "metrics/counters.h"
+
+namespace c10m::engine {
+
+enum class EngineKind { kThread, kEpoll };
+
+/// "thread" / "epoll" -> kind; nullopt-like false on an unknown name.
+bool parse_engine_kind(const std::string& name, EngineKind* out);
+const char* engine_kind_name(EngineKind kind);
+std::vector<EngineKind> available_engines();
+
+/// What drain printed, also returned for tests.
+struct DrainReport {
+  uint64_t closed_by_peer = 0;   // connections the peer closed during the drain
+  uint64_t force_closed = 0;     // still open at the drain deadline
+  uint64_t in_flight = 0;        // ... of which had a request half-received
+  uint64_t open_at_start = 0;    // connections open when the drain began
+};
+
+/// Counter blocks an engine writes, one per worker thread. Provided by the caller so the
+/// blocks can live in shared memory (metrics/) or on the heap (tests).
+class CounterSlots {
+ public:
+  virtual ~CounterSlots() = default;
+  /// Block for worker thread `index` (0-based). Stable address for the process lifetime.
+  virtual metrics::ThreadCounters* slot(size_t index) = 0;
+  virtual size_t capacity() const = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  /// Binds the listening socket(s) now (so "address in use" is reported before run()).
+  /// Returns an empty string on success, else a message naming the problem.
+  virtual std::string bind() = 0;
+  /// The port actually bound (useful with port 0). Valid after bind().
+  virtual uint16_t port() const = 0;
+
+  /// Serves until a drain completes (or forever). Blocks the calling thread.
+  virtual DrainReport run() = 0;
+
+  /// Starts the graceful drain. Async-signal-safe (e.g. writes to an eventfd); may be
+  /// called from any thread, any number of times (later calls are no-ops).
+  virtual void request_drain() = 0;
+
+  /// Connections currently open (for tests and reports). Any thread.
+  virtual uint64_t open_connections() const = 0;
+};
+
+std::unique_ptr<Engine> make_engine(EngineKind kind, const core::ServerConfig& config,
+                                    CounterSlots* counters);
+
+}  // namespace c10m::engine

@@ -1,0 +1,93 @@
+#pragma once
+// The only place raw socket syscalls and setsockopt live. Errors are values: functions
+// return -errno (or a negative value) instead of throwing; start-up code turns them into
+// messages. Every fd returned is O_CLOEXEC.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/noncopyable.h"
+
+namespace c10m::sys {
+
+/// Owns one file descriptor; closes it on destruction. Movable, not copyable.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+/// "host:port" (IPv4 dotted quad or "localhost"; port may be 0). nullopt if malformed.
+std::optional<sockaddr_in> parse_ipv4_endpoint(std::string_view text);
+std::string format_endpoint(const sockaddr_in& addr);
+
+struct ListenOptions {
+  bool reuseport = false;
+  int backlog = 65535;  // the kernel clamps it to net.core.somaxconn
+  bool nonblocking = true;
+};
+
+/// socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen. Returns the fd or -errno.
+int listen_tcp(const sockaddr_in& addr, const ListenOptions& opts);
+/// The address a socket is bound to (to learn the port after binding port 0).
+std::optional<sockaddr_in> local_endpoint(int fd);
+
+/// accept4(SOCK_NONBLOCK? | SOCK_CLOEXEC). Returns the fd or -errno.
+int accept_conn(int listen_fd, bool nonblocking);
+
+/// Non-blocking TCP connect; returns the fd (connect may be in progress) or -errno.
+/// `source` (optional) binds a local address first with IP_BIND_ADDRESS_NO_PORT, so many
+/// source IPs share the ephemeral port range without exhausting it at bind().
+int connect_tcp(const sockaddr_in& dest, const sockaddr_in* source, bool nonblocking);
+/// SO_ERROR of a socket (0 when a non-blocking connect succeeded), or -errno.
+int socket_error(int fd);
+
+struct SocketOptions {
+  bool nodelay = true;
+  int rcvbuf = 0;  // 0 = kernel default (autotuning stays on)
+  int sndbuf = 0;
+};
+/// Applies TCP_NODELAY / SO_RCVBUF / SO_SNDBUF. Returns 0 or -errno.
+int apply_socket_options(int fd, const SocketOptions& opts);
+int set_nonblocking(int fd, bool on);
+/// SO_RCVTIMEO/SO_SNDTIMEO for blocking sockets (thread engine); 0 = none.
+int set_io_timeouts(int fd, int64_t recv_ns, int64_t send_ns);
+
+/// read/readv/write/writev: return bytes, 0 on EOF (reads), or -errno. EINTR is retried.
+ssize_t read_some(int fd, void* buf, size_t len);
+ssize_t write_some(int fd, const void* buf, size_t len);
+ssize_t writev_some(int fd, const iovec* iov, int iovcnt);
+/// shutdown(SHUT_WR): half-close our side. Returns 0 or -errno.
+int shutdown_write(int fd);
+/// Closes after setting SO_LINGER {1, 0}: an RST instead of a FIN (used to drop a peer
+/// that does not read, so the kernel does not keep its unsent bytes).
+void close_with_reset(int fd);
+
+/// RLIMIT_NOFILE soft limit, after raising soft to hard when allowed.
+uint64_t raise_fd_limit();
+/// Number of open fds in this process (counts /proc/self/fd).
+uint64_t count_open_fds();
+
+}  // namespace c10m::sys
