@@ -28,15 +28,7 @@ struct DrainReport {
   uint64_t open_at_start = 0;    // connections open when the drain began
 };
 
-/// Counter blocks an engine writes, one per worker thread. Provided by the caller so the
-/// blocks can live in shared memory (metrics/) or on the heap (tests).
-class CounterSlots {
- public:
-  virtual ~CounterSlots() = default;
-  /// Block for worker thread `index` (0-based). Stable address for the process lifetime.
-  virtual metrics::ThreadCounters* slot(size_t index) = 0;
-  virtual size_t capacity() const = 0;
-};
+using metrics::CounterSlots;
 
 class Engine {
  public:

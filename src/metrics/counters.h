@@ -63,4 +63,14 @@ struct alignas(64) ThreadCounters {
   }
 };
 
+/// The counter blocks a process writes, one per worker thread. Implemented over shared
+/// memory (so one /metrics endpoint can sum several worker processes) or the heap (tests).
+class CounterSlots {
+ public:
+  virtual ~CounterSlots() = default;
+  /// Block for worker thread `index` (0-based). Stable address for the process lifetime.
+  virtual ThreadCounters* slot(size_t index) = 0;
+  virtual size_t capacity() const = 0;
+};
+
 }  // namespace c10m::metrics

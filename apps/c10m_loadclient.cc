@@ -1,0 +1,2 @@
+// placeholder: implemented by the load-client owner
+int main() { return 0; }

@@ -1,0 +1,2 @@
+// placeholder: implemented by the engine owner
+int main() { return 0; }
