@@ -5,7 +5,8 @@
 // they can live in a shared-memory segment that another process (the one serving
 // /metrics for several workers) reads.
 //
-// Thread rule: `add`/`set` only from the owning thread; `load` from anywhere.
+// Thread rule: `add`/`sub`/`set` only from the owning thread; `load` from anywhere;
+// `add_atomic` from any thread.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +20,9 @@ class Counter {
   void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
   void set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
   uint64_t load() const { return v_.load(std::memory_order_relaxed); }
+  /// For blocks with several writers (merging a private block into a shared one): an
+  /// atomic RMW, never used on the single-writer hot path.
+  void add_atomic(uint64_t n) { v_.fetch_add(n, std::memory_order_relaxed); }
 
  private:
   std::atomic<uint64_t> v_{0};
