@@ -1,1 +1,661 @@
-// placeholder: implemented by the core owner
+#include "core/session.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <new>
+
+#include "base/units.h"
+
+namespace c10m::core {
+
+namespace {
+
+using proto::ErrorCode;
+using proto::FrameHeader;
+using proto::FrameType;
+using proto::kHeaderSize;
+
+/// With an unbounded write queue a FETCH is still produced in batches of this many bytes.
+constexpr size_t kUnboundedFetchBatch = 256 * 1024;
+/// Write-timeout / service marks per block; when full, the last mark absorbs new bytes.
+constexpr uint16_t kMarksPerBlock = 32;
+
+constexpr uint8_t kGoawayFrame[kHeaderSize] = {0xFE, 0x00, 0x00};
+
+Nanos add_sat(Nanos a, Nanos b) { return a > kNever - b ? kNever : a + b; }
+
+uint8_t type_byte(FrameType t) { return static_cast<uint8_t>(t); }
+
+}  // namespace
+
+/// A batch of output bytes queued at the same time: the bytes up to `end` (an offset in
+/// the block's data) since the previous mark. `requests` requests are answered by frames
+/// ending inside it; they were received in full at `rx` (the earliest of them).
+struct Mark {
+  uint32_t end;
+  uint32_t requests;
+  Nanos queued;
+  Nanos rx;
+};
+
+/// Header of a pooled block; the data follows it. Data bytes [begin, end) are live.
+/// For output, marks[mark_head, mark_count) cover the unsent bytes, the last one always
+/// reaches `end` (so the oldest unsent byte's mark is always in the head block).
+/// For input, `rx` is when bytes were last appended.
+struct Session::Block {
+  Block* next = nullptr;
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  uint16_t mark_head = 0;
+  uint16_t mark_count = 0;
+  Nanos rx = 0;
+  Mark marks[kMarksPerBlock];
+
+  uint8_t* data() { return reinterpret_cast<uint8_t*>(this) + sizeof(Block); }
+  const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(this) + sizeof(Block); }
+  size_t size() const { return end - begin; }
+};
+
+// ---------------------------------------------------------------------------------------
+// construction
+
+Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
+  assert(env.pool != nullptr);
+  assert(env.pool->block_size() >= sizeof(Block) + proto::kMaxFrame + 1);
+}
+
+Session::~Session() { drop_everything(); }
+
+size_t Session::block_capacity() const { return env_->pool->block_size() - sizeof(Block); }
+
+Session::Block* Session::new_block(Chain& c) {
+  Block* b = new (env_->pool->acquire()) Block();
+  if (c.tail != nullptr) {
+    c.tail->next = b;
+  } else {
+    c.head = b;
+  }
+  c.tail = b;
+  return b;
+}
+
+void Session::release_front(Chain& c) {
+  Block* b = c.head;
+  c.head = b->next;
+  if (c.head == nullptr) c.tail = nullptr;
+  b->~Block();
+  env_->pool->release(reinterpret_cast<uint8_t*>(b));
+}
+
+void Session::release_chain(Chain& c) {
+  while (!c.empty()) release_front(c);
+}
+
+void Session::drop_everything() {
+  if (out_bytes_ != 0 && env_->counters != nullptr) env_->counters->write_queue_bytes.sub(out_bytes_);
+  out_bytes_ = 0;
+  release_chain(out_);
+  release_chain(in_);
+  discard_left_ = 0;
+  fetch_chunk_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// state queries
+
+bool Session::can_examine() const {
+  if (input_ == Input::kDead || cause_ != CloseCause::kNone || fetch_active()) return false;
+  const size_t limit = env_->limits.write_queue;
+  return limit == 0 || out_bytes_ < limit;
+}
+
+bool Session::wants_read() const { return input_ == Input::kOpen && can_examine(); }
+
+bool Session::has_output() const { return out_bytes_ != 0; }
+
+size_t Session::queued_bytes() const { return out_bytes_; }
+
+bool Session::finished() const { return cause_ != CloseCause::kNone; }
+
+CloseCause Session::close_cause() const { return cause_; }
+
+bool Session::reset_on_close() const { return cause_ == CloseCause::kWriteTimeout; }
+
+bool Session::request_in_flight() const {
+  if (input_ == Input::kForced) return forced_in_flight_;
+  if (input_ != Input::kOpen || finished()) return false;
+  return discard_left_ != 0 || held_ends_mid_frame();
+}
+
+bool Session::held_ends_mid_frame() const {
+  if (in_.empty()) return false;
+  // Walk the frame boundaries of the held bytes (they start at a boundary).
+  size_t have = 0;
+  uint8_t hdr[kHeaderSize];
+  size_t skip = 0;
+  for (const Block* b = in_.head; b != nullptr; b = b->next) {
+    const uint8_t* p = b->data() + b->begin;
+    size_t n = b->size();
+    while (n != 0) {
+      if (skip != 0) {
+        const size_t k = std::min(skip, n);
+        skip -= k;
+        p += k;
+        n -= k;
+        continue;
+      }
+      hdr[have++] = *p++;
+      --n;
+      if (have == kHeaderSize) {
+        skip = proto::parse_header(hdr).length;
+        have = 0;
+      }
+    }
+  }
+  return have != 0 || skip != 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// output queue
+
+void Session::append(const uint8_t* p, size_t n, Nanos now) {
+  const size_t cap = block_capacity();
+  out_bytes_ += n;
+  if (env_->counters != nullptr) env_->counters->write_queue_bytes.add(n);
+  while (n != 0) {
+    Block* t = out_.tail;
+    if (t == nullptr || t->end == cap) t = new_block(out_);
+    const size_t k = std::min(n, cap - t->end);
+    if (p != nullptr) {
+      std::memcpy(t->data() + t->end, p, k);
+      p += k;
+    } else {
+      env_->content->read(fetch_off_, {t->data() + t->end, k});
+      fetch_off_ += k;
+    }
+    t->end += static_cast<uint32_t>(k);
+    n -= k;
+    // Cover the new bytes with a mark of this block.
+    if (t->mark_count > t->mark_head && t->marks[t->mark_count - 1].queued == now) {
+      t->marks[t->mark_count - 1].end = t->end;
+    } else if (t->mark_count < kMarksPerBlock) {
+      t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
+    } else {
+      // Full: merge into the last mark, keeping its earlier time (a stricter deadline).
+      t->marks[t->mark_count - 1].end = t->end;
+    }
+  }
+}
+
+void Session::append_fetch_data(size_t n, Nanos now) {
+  if (env_->content != nullptr) {
+    append(nullptr, n, now);
+    return;
+  }
+  // No content source configured (tests): the protocol's default pattern.
+  uint8_t buf[4096];
+  while (n != 0) {
+    const size_t k = std::min(n, sizeof(buf));
+    for (size_t i = 0; i < k; ++i) buf[i] = proto::fetch_pattern_byte(fetch_off_ + i);
+    fetch_off_ += k;
+    append(buf, k, now);
+    n -= k;
+  }
+}
+
+void Session::add_requests(uint32_t count, Nanos rx) {
+  Mark& m = out_.tail->marks[out_.tail->mark_count - 1];
+  m.rx = m.requests == 0 ? rx : std::min(m.rx, rx);
+  m.requests += count;
+}
+
+void Session::reply_empty(FrameType type, Nanos rx, Nanos now) {
+  const uint8_t f[kHeaderSize] = {type_byte(type), 0, 0};
+  append(f, kHeaderSize, now);
+  add_requests(1, rx);
+}
+
+int Session::gather(iovec* iov, int max) const {
+  int i = 0;
+  for (const Block* b = out_.head; b != nullptr && i < max; b = b->next) {
+    iov[i].iov_base = const_cast<uint8_t*>(b->data() + b->begin);
+    iov[i].iov_len = b->size();
+    ++i;
+  }
+  return i;
+}
+
+void Session::on_sent(size_t n, Nanos now) {
+  if (finished()) return;
+  assert(n <= out_bytes_);
+  n = std::min(n, out_bytes_);
+  metrics::ThreadCounters* c = env_->counters;
+  if (c != nullptr) {
+    c->bytes_out.add(n);
+    c->write_queue_bytes.sub(n);
+  }
+  out_bytes_ -= n;
+  while (n != 0) {
+    Block* h = out_.head;
+    const size_t k = std::min(n, h->size());
+    h->begin += static_cast<uint32_t>(k);
+    n -= k;
+    while (h->mark_head < h->mark_count && h->marks[h->mark_head].end <= h->begin) {
+      const Mark& m = h->marks[h->mark_head++];
+      if (c != nullptr) {
+        for (uint32_t r = 0; r < m.requests; ++r) c->observe_service(now - m.rx);
+      }
+    }
+    if (h->begin == h->end) release_front(out_);
+  }
+  if (check_write_timeout(now)) return;
+  pump(now);
+}
+
+Nanos Session::write_deadline() const {
+  if (out_.empty() || env_->limits.write_timeout == 0) return kNever;
+  const Block* h = out_.head;
+  return add_sat(h->marks[h->mark_head].queued, env_->limits.write_timeout);
+}
+
+// ---------------------------------------------------------------------------------------
+// input
+
+void Session::on_bytes(std::span<const uint8_t> in, Nanos now) {
+  if (env_->counters != nullptr) env_->counters->bytes_in.add(in.size());
+  if (finished() || input_ != Input::kOpen || in.empty()) return;
+  last_rx_ = now;
+  while (!in.empty() && input_ == Input::kOpen) {
+    if (in_.empty()) {
+      // Fast path: process straight from the engine's buffer, keep only the rest.
+      const size_t k = parse(in.data(), in.size(), now, now);
+      in = in.subspan(k);
+      if (!in.empty() && input_ == Input::kOpen) hold(in, now);
+      break;
+    }
+    if (!can_examine() || in_.head != in_.tail) {
+      hold(in, now);
+      drain_held(now);
+      break;
+    }
+    // Held: one partial frame. Top it up with just what completes it, then go on
+    // from the engine's buffer.
+    const size_t take = std::min(held_need(), in.size());
+    hold(in.first(take), now);
+    in = in.subspan(take);
+    drain_held(now);
+  }
+  refresh_frame_timer(now);
+}
+
+size_t Session::held_need() const {
+  const Block* b = in_.head;
+  const size_t have = b->size();
+  if (have < kHeaderSize) return kHeaderSize - have;
+  const size_t total = kHeaderSize + proto::parse_header(b->data() + b->begin).length;
+  return total > have ? total - have : 1;
+}
+
+void Session::hold(std::span<const uint8_t> in, Nanos now) {
+  const size_t cap = block_capacity();
+  while (!in.empty()) {
+    Block* t = in_.tail;
+    if (t == nullptr || t->end == cap) t = new_block(in_);
+    const size_t k = std::min(in.size(), cap - t->end);
+    std::memcpy(t->data() + t->end, in.data(), k);
+    t->end += static_cast<uint32_t>(k);
+    t->rx = now;
+    in = in.subspan(k);
+  }
+}
+
+void Session::drain_held(Nanos now) {
+  while (!in_.empty() && input_ != Input::kDead && !finished()) {
+    Block* b = in_.head;
+    if (discard_left_ == 0 && !can_examine()) return;  // blocked: keep it for later
+    const size_t k = parse(b->data() + b->begin, b->size(), b->rx, now);
+    if (input_ == Input::kDead || finished()) return;
+    b->begin += static_cast<uint32_t>(k);
+    if (b->begin == b->end) {
+      release_front(in_);
+      continue;
+    }
+    if (!can_examine()) return;
+    if (b->next == nullptr) {
+      // An incomplete frame; no more bytes will come once the input is closed.
+      if (input_ != Input::kOpen) drop_partial();
+      return;
+    }
+    // An incomplete frame crossing into the next block: make it contiguous. A block
+    // holds more than one maximal frame, so after this the frame is complete.
+    const size_t cap = block_capacity();
+    const size_t rest = b->size();
+    std::memmove(b->data(), b->data() + b->begin, rest);
+    b->begin = 0;
+    b->end = static_cast<uint32_t>(rest);
+    while (b->end < cap && b->next != nullptr) {
+      Block* nb = b->next;
+      const size_t m = std::min(cap - b->end, nb->size());
+      std::memcpy(b->data() + b->end, nb->data() + nb->begin, m);
+      b->end += static_cast<uint32_t>(m);
+      nb->begin += static_cast<uint32_t>(m);
+      b->rx = std::max(b->rx, nb->rx);
+      if (nb->begin == nb->end) {
+        b->next = nb->next;
+        if (in_.tail == nb) in_.tail = b;
+        nb->~Block();
+        env_->pool->release(reinterpret_cast<uint8_t*>(nb));
+      }
+    }
+  }
+  if (in_.empty() && discard_left_ != 0 && input_ != Input::kOpen && input_ != Input::kDead) {
+    drop_partial();
+  }
+}
+
+void Session::drop_partial() {
+  const bool partial = discard_left_ != 0 || !in_.empty();
+  release_chain(in_);
+  discard_left_ = 0;
+  frame_start_ = kNever;
+  if (partial && input_ == Input::kEof) {
+    if (env_->counters != nullptr) env_->counters->truncated_frames.add();
+    // A truncated frame makes the close a protocol error (no ERROR is sent: the peer is gone).
+    if (pending_ == CloseCause::kPeerClosed) pending_ = CloseCause::kProtocolError;
+  }
+}
+
+/// Processes frames from p[0, n). Returns the bytes consumed: whole frames, the header and
+/// available payload of a SINK/CHUNK (the rest is discarded as it arrives), or everything
+/// after an ERROR. Stops at an incomplete header or ECHO/STREAM/FETCH frame, or when the
+/// next request may not be examined yet.
+size_t Session::parse(const uint8_t* p, size_t n, Nanos rx, Nanos now) {
+  size_t i = 0;
+  if (discard_left_ != 0) {
+    const size_t k = std::min<size_t>(discard_left_, n);
+    discard_left_ -= static_cast<uint32_t>(k);
+    i = k;
+    if (discard_left_ != 0) return n;
+    finish_discard(rx, now);
+  }
+  metrics::ThreadCounters* c = env_->counters;
+  while (i < n && can_examine()) {
+    if (n - i < kHeaderSize) break;
+    const FrameHeader h = proto::parse_header(p + i);
+    if (!examine_header(h, now)) return n;
+    const auto type = static_cast<FrameType>(h.type);
+    const size_t total = kHeaderSize + h.length;
+    switch (type) {
+      case FrameType::kPing:
+      case FrameType::kEcho:
+        if (n - i < total) return i;
+        append(p + i, total, now);  // the reply is byte-identical to the request
+        add_requests(1, rx);
+        if (c != nullptr) c->frames[h.type].add();
+        frame_start_ = kNever;
+        i += total;
+        break;
+      case FrameType::kSink:
+      case FrameType::kChunk: {
+        i += kHeaderSize;
+        const size_t k = std::min<size_t>(h.length, n - i);
+        i += k;
+        discard_left_ = static_cast<uint32_t>(h.length - k);
+        discard_type_ = h.type;
+        if (discard_left_ != 0) return n;
+        finish_discard(rx, now);
+        break;
+      }
+      case FrameType::kStream:
+      case FrameType::kFetch:
+        if (n - i < total) return i;
+        if (type == FrameType::kStream) {
+          handle_stream(p + i + kHeaderSize, rx, now);
+        } else {
+          handle_fetch(p + i + kHeaderSize, rx, now);
+        }
+        if (input_ == Input::kDead) return n;
+        i += total;
+        break;
+      default:
+        return n;  // unreachable: examine_header accepts request types only
+    }
+  }
+  return i;
+}
+
+/// Header-only decisions (before any payload byte is kept). Returns false after an ERROR.
+bool Session::examine_header(FrameHeader h, Nanos now) {
+  const uint32_t max_frame = env_->limits.max_frame;
+  const ErrorCode e = proto::check_request_header(h, max_frame);
+  char reason[proto::kMaxErrorReason];
+  if (e != ErrorCode::kNone) {
+    fmt::format_to_n_result<char*> r{};
+    switch (e) {
+      case ErrorCode::kUnknownType:
+        r = fmt::format_to_n(reason, sizeof(reason), "unknown frame type 0x{:02x}", h.type);
+        break;
+      case ErrorCode::kFrameTooLarge:
+        r = fmt::format_to_n(reason, sizeof(reason), "{} length {} > max-frame {}",
+                             proto::frame_type_name(h.type), h.length, max_frame);
+        break;
+      default:
+        r = fmt::format_to_n(reason, sizeof(reason), "{} length {} != {}", proto::frame_type_name(h.type),
+                             h.length, h.type == type_byte(FrameType::kPing) ? 0 : proto::kStreamPayloadSize);
+        break;
+    }
+    fail(e, {reason, r.size < sizeof(reason) ? r.size : sizeof(reason)}, CloseCause::kProtocolError, now);
+    return false;
+  }
+  if (h.type == type_byte(FrameType::kChunk)) {
+    if (stream_chunk_ == 0) {
+      fail(ErrorCode::kBadStream, "CHUNK with no open stream", CloseCause::kProtocolError, now);
+      return false;
+    }
+    const uint64_t expected = std::min<uint64_t>(stream_chunk_, stream_left_);
+    if (h.length != expected) {
+      const auto r = fmt::format_to_n(reason, sizeof(reason), "CHUNK length {} != expected {}", h.length, expected);
+      fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
+      return false;
+    }
+    stream_left_ -= h.length;
+    if (stream_left_ == 0) stream_chunk_ = 0;  // the last chunk: closed once acknowledged
+  }
+  return true;
+}
+
+void Session::finish_discard(Nanos rx, Nanos now) {
+  const auto type = static_cast<FrameType>(discard_type_);
+  reply_empty(type, rx, now);
+  if (env_->counters != nullptr) env_->counters->frames[discard_type_].add();
+  frame_start_ = kNever;
+}
+
+void Session::handle_stream(const uint8_t* payload, Nanos rx, Nanos now) {
+  const proto::StreamSpec s = proto::parse_stream_spec(payload);
+  char reason[proto::kMaxErrorReason];
+  if (stream_chunk_ != 0) {
+    fail(ErrorCode::kBadStream, "STREAM while a stream is open", CloseCause::kProtocolError, now);
+    return;
+  }
+  if (s.chunk == 0 || s.chunk > env_->limits.max_frame) {
+    const auto r = fmt::format_to_n(reason, sizeof(reason), "STREAM chunk {} not in 1..{}", s.chunk,
+                                    env_->limits.max_frame);
+    fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
+    return;
+  }
+  if (s.total != 0) {
+    stream_left_ = s.total;
+    stream_chunk_ = s.chunk;
+  }
+  reply_empty(FrameType::kStream, rx, now);
+  if (env_->counters != nullptr) env_->counters->frames[type_byte(FrameType::kStream)].add();
+  frame_start_ = kNever;
+}
+
+void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
+  const proto::StreamSpec s = proto::parse_stream_spec(payload);
+  if (s.chunk == 0 || s.chunk > env_->limits.max_frame) {
+    char reason[proto::kMaxErrorReason];
+    const auto r = fmt::format_to_n(reason, sizeof(reason), "FETCH chunk {} not in 1..{}", s.chunk,
+                                    env_->limits.max_frame);
+    fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
+    return;
+  }
+  if (env_->counters != nullptr) env_->counters->frames[type_byte(FrameType::kFetch)].add();
+  frame_start_ = kNever;
+  fetch_left_ = s.total;
+  fetch_off_ = 0;
+  fetch_rx_ = rx;
+  fetch_chunk_ = s.chunk;
+  produce(now);
+}
+
+/// Queues DATA frames of the current FETCH while the write queue has room, then its end.
+void Session::produce(Nanos now) {
+  const size_t limit = env_->limits.write_queue == 0 ? kUnboundedFetchBatch : env_->limits.write_queue;
+  while (fetch_active() && out_bytes_ < limit) {
+    if (fetch_left_ == 0) {
+      reply_empty(FrameType::kFetch, fetch_rx_, now);  // end frame: answers the request
+      fetch_chunk_ = 0;
+      return;
+    }
+    const auto k = static_cast<uint16_t>(std::min<uint64_t>(fetch_chunk_, fetch_left_));
+    uint8_t hdr[kHeaderSize];
+    proto::write_header(hdr, FrameType::kFetch, k);
+    append(hdr, kHeaderSize, now);
+    append_fetch_data(k, now);
+    fetch_left_ -= k;
+  }
+}
+
+void Session::on_peer_eof(Nanos now) {
+  if (finished() || input_ != Input::kOpen) return;
+  input_ = Input::kEof;
+  set_pending(CloseCause::kPeerClosed);
+  if (in_.empty() && discard_left_ != 0) drop_partial();
+  pump(now);
+}
+
+// ---------------------------------------------------------------------------------------
+// errors, time, drain
+
+void Session::fail(ErrorCode code, std::string_view reason, CloseCause cause, Nanos now) {
+  uint8_t frame[kHeaderSize + 1 + proto::kMaxErrorReason];
+  const size_t n = proto::encode_error(frame, code, reason);
+  append(frame, n, now);
+  if (env_->counters != nullptr) env_->counters->protocol_errors[static_cast<size_t>(code)].add();
+  input_ = Input::kDead;
+  fetch_chunk_ = 0;
+  release_chain(in_);
+  discard_left_ = 0;
+  frame_start_ = kNever;
+  set_pending(cause);
+}
+
+void Session::set_pending(CloseCause c) {
+  if (pending_ == CloseCause::kNone) pending_ = c;
+}
+
+void Session::maybe_finish() {
+  if (finished() || input_ == Input::kOpen) return;
+  if (out_bytes_ != 0 || fetch_active() || !in_.empty() || discard_left_ != 0) return;
+  cause_ = pending_ == CloseCause::kNone ? CloseCause::kPeerClosed : pending_;
+  drop_everything();
+}
+
+void Session::refresh_frame_timer(Nanos now) {
+  const bool partial = wants_read() && (discard_left_ != 0 || !in_.empty());
+  if (!partial) {
+    frame_start_ = kNever;
+  } else if (frame_start_ == kNever) {
+    frame_start_ = now;
+  }
+}
+
+/// Everything that may follow freed room or passing time: FETCH pieces, held requests,
+/// the end of the connection.
+void Session::pump(Nanos now) {
+  if (finished()) return;
+  if (fetch_active()) produce(now);
+  drain_held(now);
+  maybe_finish();
+  refresh_frame_timer(now);
+}
+
+Nanos Session::next_deadline() const {
+  if (finished()) return kNever;
+  Nanos d = write_deadline();
+  if (input_ == Input::kOpen) {
+    const SessionLimits& l = env_->limits;
+    if (l.idle_timeout != 0 && out_bytes_ == 0 && !fetch_active()) d = std::min(d, add_sat(last_rx_, l.idle_timeout));
+    if (l.frame_timeout != 0 && frame_start_ != kNever) d = std::min(d, add_sat(frame_start_, l.frame_timeout));
+  }
+  return d;
+}
+
+bool Session::check_write_timeout(Nanos now) {
+  if (write_deadline() > now) return false;
+  if (metrics::ThreadCounters* c = env_->counters; c != nullptr) {
+    c->write_queue_drops.add();
+    c->timeouts[static_cast<size_t>(metrics::TimeoutKind::kWrite)].add();
+  }
+  cause_ = CloseCause::kWriteTimeout;
+  drop_everything();
+  return true;
+}
+
+void Session::on_tick(Nanos now) {
+  if (finished() || check_write_timeout(now)) return;
+  metrics::ThreadCounters* c = env_->counters;
+  if (input_ == Input::kOpen) {
+    const SessionLimits& l = env_->limits;
+    char reason[proto::kMaxErrorReason];
+    if (l.frame_timeout != 0 && frame_start_ != kNever && add_sat(frame_start_, l.frame_timeout) <= now) {
+      if (c != nullptr) c->timeouts[static_cast<size_t>(metrics::TimeoutKind::kFrame)].add();
+      const std::string d = format_duration(l.frame_timeout);
+      const auto r = fmt::format_to_n(reason, sizeof(reason), "frame not complete within {}", d);
+      fail(ErrorCode::kTimeout, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kTimeout, now);
+    } else if (l.idle_timeout != 0 && out_bytes_ == 0 && !fetch_active() &&
+               add_sat(last_rx_, l.idle_timeout) <= now) {
+      if (c != nullptr) c->timeouts[static_cast<size_t>(metrics::TimeoutKind::kIdle)].add();
+      const std::string d = format_duration(l.idle_timeout);
+      const auto r = fmt::format_to_n(reason, sizeof(reason), "idle for {}", d);
+      fail(ErrorCode::kTimeout, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kTimeout, now);
+    }
+  }
+  pump(now);
+}
+
+void Session::begin_drain(Nanos now) {
+  if (finished() || goaway_sent_ || input_ == Input::kDead) return;
+  goaway_sent_ = true;
+  // The queue holds whole frames only (DATA frames of a FETCH included), so its end is a
+  // frame boundary of the output.
+  append(kGoawayFrame, kHeaderSize, now);
+}
+
+void Session::force_close(Nanos now) {
+  if (finished()) return;
+  if (input_ == Input::kOpen) {
+    forced_in_flight_ = request_in_flight();
+    input_ = Input::kForced;
+  }
+  if (pending_ == CloseCause::kNone) {
+    pending_ = CloseCause::kForced;
+    if (env_->counters != nullptr) env_->counters->drain_forced.add();
+  }
+  if (in_.empty() && discard_left_ != 0) drop_partial();
+  pump(now);
+}
+
+void Session::refuse_overloaded(Nanos now) {
+  if (finished() || input_ == Input::kDead) return;
+  if (env_->counters != nullptr) env_->counters->overloaded_total.add();
+  fail(ErrorCode::kOverloaded, "over max-conns", CloseCause::kOverloaded, now);
+}
+
+}  // namespace c10m::core

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "base/buffer_pool.h"
 #include "base/clock.h"
@@ -97,8 +98,74 @@ class Session : NonCopyable {
   bool request_in_flight() const;
 
  private:
-  // (members: defined by the implementation; keep sizeof(Session) small: it is the
-  //  per-connection cost of an idle connection together with the engine's own state)
+  struct Block;
+  /// A FIFO of pooled blocks (singly linked through the blocks themselves).
+  struct Chain {
+    Block* head = nullptr;
+    Block* tail = nullptr;
+    bool empty() const { return head == nullptr; }
+  };
+  enum class Input : uint8_t {
+    kOpen,    // reading from the peer
+    kEof,     // peer shut down its side: answer what was received in full, then close
+    kForced,  // drain deadline: same as kEof, without counting a truncated frame
+    kDead,    // ERROR queued (or refused): nothing more is examined
+  };
+
+  // parsing and requests
+  size_t parse(const uint8_t* p, size_t n, Nanos rx, Nanos now);
+  bool examine_header(proto::FrameHeader h, Nanos now);
+  void finish_discard(Nanos rx, Nanos now);
+  void handle_stream(const uint8_t* payload, Nanos rx, Nanos now);
+  void handle_fetch(const uint8_t* payload, Nanos rx, Nanos now);
+  void produce(Nanos now);
+  void drain_held(Nanos now);
+  void drop_partial();
+  size_t held_need() const;
+  bool held_ends_mid_frame() const;
+  void hold(std::span<const uint8_t> in, Nanos now);
+  void pump(Nanos now);
+  bool can_examine() const;
+  bool fetch_active() const { return fetch_chunk_ != 0; }
+
+  // output
+  void append(const uint8_t* p, size_t n, Nanos now);
+  void append_fetch_data(size_t n, Nanos now);
+  void add_requests(uint32_t count, Nanos rx);
+  void reply_empty(proto::FrameType type, Nanos rx, Nanos now);
+  void fail(proto::ErrorCode code, std::string_view reason, CloseCause cause, Nanos now);
+  Nanos write_deadline() const;
+  bool check_write_timeout(Nanos now);
+
+  // lifecycle
+  void set_pending(CloseCause c);
+  void maybe_finish();
+  void drop_everything();
+  void refresh_frame_timer(Nanos now);
+  Block* new_block(Chain& c);
+  void release_front(Chain& c);
+  void release_chain(Chain& c);
+  size_t block_capacity() const;
+
+  const SessionEnv* env_;
+  Chain out_;                 // whole reply frames, unsent (marks live in the blocks)
+  Chain in_;                  // held input: starts at a frame boundary (or inside a SINK/CHUNK)
+  size_t out_bytes_ = 0;      // == queued_bytes()
+  uint64_t stream_left_ = 0;  // bytes still owed by the open stream
+  uint64_t fetch_left_ = 0;   // DATA bytes still to produce for the current FETCH
+  uint64_t fetch_off_ = 0;    // content offset of the next DATA byte
+  Nanos fetch_rx_ = 0;        // when the current FETCH was received in full
+  Nanos last_rx_;             // last byte received (idle timeout)
+  Nanos frame_start_ = kNever;  // first byte of the partial frame the session waits for
+  uint32_t stream_chunk_ = 0;   // 0: no stream open
+  uint32_t fetch_chunk_ = 0;    // 0: no FETCH producing
+  uint32_t discard_left_ = 0;   // SINK/CHUNK payload bytes still to discard
+  uint8_t discard_type_ = 0;
+  Input input_ = Input::kOpen;
+  CloseCause pending_ = CloseCause::kNone;  // why it will close once flushed
+  CloseCause cause_ = CloseCause::kNone;    // set when finished
+  bool goaway_sent_ : 1 = false;
+  bool forced_in_flight_ : 1 = false;
 };
 
 }  // namespace c10m::core
