@@ -1,0 +1,65 @@
+#pragma once
+// AdminServer: the side HTTP port (--metrics-addr), off the data path.
+//
+//   GET /metrics                  Prometheus text 0.0.4 (metrics/exposition.h)
+//   GET /healthz                  "ok"
+//   GET /debug/pprof/             index of the profiles
+//   GET /debug/pprof/heap         tcmalloc heap sample (pprof heap_v2 text); 501 without tcmalloc
+//   GET /debug/pprof/profile?seconds=N   CPU profile of N seconds (default 30, 1..max);
+//                                 one at a time (409 while another runs); 501 without libprofiler
+//
+// Threads: its own small pool (2 threads, cpp-httplib), never an event loop's. A scrape
+// reads the counter blocks with relaxed loads: it takes no lock the data path takes and
+// its cost does not grow with connections. The CounterSource must outlive the server.
+// Lifetime: start() once; stop() (or the destructor) joins every thread it started.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "base/noncopyable.h"
+#include "metrics/counter_source.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace c10m::admin {
+
+/// Default side port: loopback only. Profiles and heap samples expose internals (code
+/// addresses, allocation sites), so exposing them beyond the host must be a choice:
+/// pass --metrics-addr 0.0.0.0:9100 (or a private interface) to let Prometheus scrape
+/// from elsewhere. 9100 is the port convention of node-style exporters; change it when a
+/// node_exporter already holds it.
+inline constexpr const char* kDefaultMetricsAddr = "127.0.0.1:9100";
+
+struct AdminConfig {
+  std::string addr = kDefaultMetricsAddr;  // "host:port" (IPv4 or localhost); port 0 = any
+  int max_profile_seconds = 300;           // upper bound of ?seconds=
+};
+
+class AdminServer : NonCopyable {
+ public:
+  AdminServer(AdminConfig config, const metrics::CounterSource* source);
+  ~AdminServer();
+
+  /// Binds and starts serving. Returns "" or a message naming the problem.
+  std::string start();
+  /// The bound port (after a successful start()).
+  uint16_t port() const { return port_; }
+  /// Stops serving, cancels a running CPU profile, joins the threads. Idempotent.
+  void stop();
+
+ private:
+  void install_routes();
+
+  AdminConfig config_;
+  const metrics::CounterSource* source_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace c10m::admin

@@ -1,0 +1,29 @@
+#pragma once
+// CounterSource: what a /metrics endpoint reads. It sums every counter block it knows
+// (every slot of every worker process) and names the processes whose counters these are,
+// so that process_* metrics can describe them too.
+//
+// Thread rule: collect()/processes() may run on any thread (the admin thread) while the
+// workers write their blocks; they only read (relaxed loads).
+#include <sys/types.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "metrics/counter_totals.h"
+
+namespace c10m::metrics {
+
+class CounterSource {
+ public:
+  virtual ~CounterSource() = default;
+  /// Zeroes `out` and adds every block. O(blocks): never depends on connections.
+  virtual void collect(CounterTotals* out) const = 0;
+  /// Live processes writing these counters (at least the calling process when it writes
+  /// any). For process_* metrics and c10m_worker_processes.
+  virtual std::vector<pid_t> processes() const = 0;
+  /// Live worker processes whose blocks are summed (c10m_worker_processes).
+  virtual size_t worker_processes() const = 0;
+};
+
+}  // namespace c10m::metrics
