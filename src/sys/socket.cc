@@ -195,4 +195,9 @@ uint64_t count_open_fds() {
   return n > 0 ? n - 1 : 0;  // minus the fd opendir holds
 }
 
+int set_reuseaddr_only(int fd) {
+  const int yes = 1;
+  return ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes) == 0 ? 0 : -errno;
+}
+
 }  // namespace c10m::sys

@@ -85,6 +85,10 @@ int shutdown_write(int fd);
 /// that does not read, so the kernel does not keep its unsent bytes).
 void close_with_reset(int fd);
 
+/// SO_REUSEADDR only (no SO_REUSEPORT: a second process must not share the port).
+/// Returns 0 or -errno. For sockets other libraries create (the admin HTTP port).
+int set_reuseaddr_only(int fd);
+
 /// RLIMIT_NOFILE soft limit, after raising soft to hard when allowed.
 uint64_t raise_fd_limit();
 /// Number of open fds in this process (counts /proc/self/fd).
