@@ -3,6 +3,7 @@
 // engine moves bytes and time between sockets and core::Session, nothing else. One folder
 // per engine; only engine_factory.cc knows them all.
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,7 +52,18 @@ class Engine {
   virtual uint64_t open_connections() const = 0;
 };
 
+/// `counters` must hold counter_slots_needed(kind, config) slots and outlive the engine;
+/// nullptr: the engine keeps private counters. Throws std::runtime_error on a bad config
+/// (e.g. an unreadable --fetch-file).
 std::unique_ptr<Engine> make_engine(EngineKind kind, const core::ServerConfig& config,
                                     CounterSlots* counters);
+
+/// Plain heap counter blocks (tests, and the server until shared memory is wired in).
+std::unique_ptr<CounterSlots> make_heap_counter_slots(size_t count);
+
+/// How many CounterSlots slots an engine writes (epoll: one per loop; thread: one shared).
+size_t counter_slots_needed(EngineKind kind, const core::ServerConfig& config);
+/// config.threads with 0 resolved to the number of cores.
+int resolved_threads(const core::ServerConfig& config);
 
 }  // namespace c10m::engine

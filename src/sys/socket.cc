@@ -166,6 +166,7 @@ ssize_t writev_some(int fd, const iovec* iov, int iovcnt) {
 }
 
 int shutdown_write(int fd) { return ::shutdown(fd, SHUT_WR) == 0 ? 0 : -errno; }
+int shutdown_both(int fd) { return ::shutdown(fd, SHUT_RDWR) == 0 ? 0 : -errno; }
 
 void close_with_reset(int fd) {
   linger l{1, 0};

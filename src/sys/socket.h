@@ -81,6 +81,10 @@ ssize_t write_some(int fd, const void* buf, size_t len);
 ssize_t writev_some(int fd, const iovec* iov, int iovcnt);
 /// shutdown(SHUT_WR): half-close our side. Returns 0 or -errno.
 int shutdown_write(int fd);
+/// shutdown(SHUT_RDWR). On a listening socket: stop listening (pending and new connects
+/// are refused, a thread blocked in accept() wakes with EINVAL) while the fd stays valid,
+/// so other threads may still hold it. On a connection: wakes threads blocked on it.
+int shutdown_both(int fd);
 /// Closes after setting SO_LINGER {1, 0}: an RST instead of a FIN (used to drop a peer
 /// that does not read, so the kernel does not keep its unsent bytes).
 void close_with_reset(int fd);

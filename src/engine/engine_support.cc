@@ -1,0 +1,98 @@
+#include "engine/engine_support.h"
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
+
+#include "base/log.h"
+#include "engine/engine.h"
+
+namespace c10m::engine {
+
+std::string bind_listeners(const core::ServerConfig& config, size_t count, bool nonblocking,
+                           std::vector<sys::Fd>* out, uint16_t* port) {
+  auto addr = sys::parse_ipv4_endpoint(config.addr);
+  if (!addr) return "--addr " + config.addr + ": expected host:port with an IPv4 host";
+  sys::ListenOptions opts;
+  opts.reuseport = config.reuseport;
+  opts.nonblocking = nonblocking;
+  out->clear();
+  for (size_t i = 0; i < count; ++i) {
+    const int fd = sys::listen_tcp(*addr, opts);
+    if (fd < 0) {
+      out->clear();
+      if (fd == -EADDRINUSE)
+        return "address " + config.addr + " is in use (another server running? pick another --addr)";
+      return "cannot listen on " + config.addr + ": " + std::strerror(-fd);
+    }
+    out->emplace_back(fd);
+    if (i == 0) {
+      // With port 0 the first bind picks the port; the other SO_REUSEPORT listeners join it.
+      auto local = sys::local_endpoint(fd);
+      if (!local) return "getsockname failed on " + config.addr;
+      addr->sin_port = local->sin_port;
+      *port = ntohs(local->sin_port);
+    }
+  }
+  return "";
+}
+
+std::unique_ptr<core::ContentSource> make_content(const core::ServerConfig& config) {
+  if (config.fetch_file.empty()) return core::make_pattern_source();
+  return core::make_file_source(config.fetch_file);
+}
+
+bool is_resource_error(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+metrics::AcceptError accept_error_kind(int err) {
+  switch (err) {
+    case EMFILE:
+      return metrics::AcceptError::kEmfile;
+    case ENFILE:
+      return metrics::AcceptError::kEnfile;
+    case ENOBUFS:
+    case ENOMEM:
+      return metrics::AcceptError::kNomem;
+    default:
+      return metrics::AcceptError::kOther;
+  }
+}
+
+void AcceptErrorLog::record(int err, Nanos now) {
+  since_log_.fetch_add(1, std::memory_order_relaxed);
+  Nanos last = last_log_.load(std::memory_order_relaxed);
+  if (now - last < kInterval) return;
+  if (!last_log_.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  const uint64_t n = since_log_.exchange(0, std::memory_order_relaxed);
+  const char* what = err == EMFILE   ? "the process fd limit is reached (EMFILE)"
+                     : err == ENFILE ? "the system fd limit is reached (ENFILE)"
+                                     : "the kernel is out of memory for sockets";
+  log_warn("accept: {}: {} failed accept(s) since the last report; pausing accept {} ms at a "
+           "time and serving the open connections (next report in >= {} s)",
+           what, n, kBackoff / kMillisecond, kInterval / kSecond);
+}
+
+void merge_counters(metrics::ThreadCounters* from, metrics::ThreadCounters* to) {
+  static_assert(std::is_standard_layout_v<metrics::ThreadCounters>);
+  constexpr size_t kCount =
+      (offsetof(metrics::ThreadCounters, service_buckets) + sizeof(from->service_buckets)) /
+      sizeof(metrics::Counter);
+  auto* src = reinterpret_cast<metrics::Counter*>(from);
+  auto* dst = reinterpret_cast<metrics::Counter*>(to);
+  for (size_t i = 0; i < kCount; ++i) {
+    const uint64_t v = src[i].load();
+    if (v != 0) {
+      dst[i].add_atomic(v);
+      src[i].set(0);
+    }
+  }
+}
+
+std::unique_ptr<CounterSlots> make_heap_counter_slots(size_t count) {
+  return std::make_unique<PrivateCounterSlots>(count);
+}
+
+}  // namespace c10m::engine

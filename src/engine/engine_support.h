@@ -1,0 +1,61 @@
+#pragma once
+// Pieces both engines share: binding the listeners, the content source, throttled
+// accept-error logging, heap counter blocks, and merging a private counter block into a
+// shared one. Engine-internal (apps include engine.h only).
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "core/content_source.h"
+#include "core/server_config.h"
+#include "metrics/counters.h"
+#include "sys/socket.h"
+
+namespace c10m::engine {
+
+/// Parses config.addr and binds `count` listeners (count > 1 needs reuseport). On success
+/// fills `out` and `port` and returns ""; else a message such as
+/// "address 127.0.0.1:7000 is in use (another server running? pick another --addr)".
+std::string bind_listeners(const core::ServerConfig& config, size_t count, bool nonblocking,
+                           std::vector<sys::Fd>* out, uint16_t* port);
+
+/// The FETCH content of `config` (pattern or --fetch-file). Throws std::runtime_error.
+std::unique_ptr<core::ContentSource> make_content(const core::ServerConfig& config);
+
+/// Sorts an accept() errno: true for the resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+/// after which the engine must back off instead of retrying at once.
+bool is_resource_error(int err);
+metrics::AcceptError accept_error_kind(int err);
+
+/// Resource-error accept back-off and its log line, shared by all threads of an engine.
+/// Logs at most once per kInterval (with the count since the last line). Any thread.
+class AcceptErrorLog {
+ public:
+  static constexpr Nanos kInterval = 5 * kSecond;
+  static constexpr Nanos kBackoff = 100 * kMillisecond;
+  void record(int err, Nanos now);
+
+ private:
+  std::atomic<Nanos> last_log_{-kInterval * 2};
+  std::atomic<uint64_t> since_log_{0};
+};
+
+/// Adds every counter of `from` to `to` with atomic RMWs and zeroes `from` (the owner of
+/// `from` calls this; `to` may have other writers that also use add_atomic).
+void merge_counters(metrics::ThreadCounters* from, metrics::ThreadCounters* to);
+
+/// Heap counter blocks (also the engines' fallback when given no slots).
+class PrivateCounterSlots final : public metrics::CounterSlots {
+ public:
+  explicit PrivateCounterSlots(size_t count) : blocks_(count) {}
+  metrics::ThreadCounters* slot(size_t index) override { return &blocks_.at(index); }
+  size_t capacity() const override { return blocks_.size(); }
+
+ private:
+  std::vector<metrics::ThreadCounters> blocks_;
+};
+
+}  // namespace c10m::engine

@@ -1,0 +1,80 @@
+#include "engine/epoll/epoll_engine.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "base/log.h"
+
+namespace c10m::engine {
+
+EpollEngine::EpollEngine(const core::ServerConfig& config, CounterSlots* counters)
+    : config_(config), threads_(resolved_threads(config)), content_(make_content(config)) {
+  if (counters == nullptr || counters->capacity() < static_cast<size_t>(threads_)) {
+    own_counters_ = std::make_unique<PrivateCounterSlots>(static_cast<size_t>(threads_));
+    counters = own_counters_.get();
+  }
+  counters_ = counters;
+  drain_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!drain_fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  shared_.config = &config_;
+  shared_.content = content_.get();
+  shared_.drain_fd = drain_fd_.get();
+}
+
+EpollEngine::~EpollEngine() = default;
+
+std::string EpollEngine::bind() {
+  const size_t count = config_.reuseport ? static_cast<size_t>(threads_) : 1;
+  return bind_listeners(config_, count, /*nonblocking=*/true, &listeners_, &port_);
+}
+
+DrainReport EpollEngine::run() {
+  if (listeners_.empty()) {
+    if (std::string err = bind(); !err.empty()) {
+      log_warn("{}", err);
+      return {};
+    }
+  }
+  std::vector<std::unique_ptr<EpollLoop>> loops;
+  for (int i = 0; i < threads_; ++i) {
+    const int lfd = listeners_[config_.reuseport ? static_cast<size_t>(i) : 0].get();
+    loops.push_back(std::make_unique<EpollLoop>(&shared_, lfd, !config_.reuseport,
+                                                counters_->slot(static_cast<size_t>(i))));
+    if (std::string err = loops.back()->init(); !err.empty()) {
+      log_warn("{}", err);
+      return {};
+    }
+  }
+  std::vector<DrainReport> reports(loops.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < loops.size(); ++i)
+    threads.emplace_back([&, i] { reports[i] = loops[i]->run(); });
+  reports[0] = loops[0]->run();
+  for (auto& t : threads) t.join();
+  loops.clear();
+  listeners_.clear();
+  DrainReport total;
+  for (const auto& r : reports) {
+    total.closed_by_peer += r.closed_by_peer;
+    total.force_closed += r.force_closed;
+    total.in_flight += r.in_flight;
+    total.open_at_start += r.open_at_start;
+  }
+  return total;
+}
+
+void EpollEngine::request_drain() {
+  // Async-signal-safe: an atomic exchange, clock_gettime and write(2).
+  if (drain_requested_.exchange(true)) return;
+  shared_.drain_at.store(mono_now(), std::memory_order_relaxed);
+  const uint64_t one = 1;
+  ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
+  (void)rc;
+}
+
+}  // namespace c10m::engine

@@ -1,0 +1,358 @@
+#include "engine/epoll/epoll_loop.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/log.h"
+#include "sys/socket.h"
+
+namespace c10m::engine {
+namespace {
+
+// epoll_event.data.ptr tags for the two non-connection fds (connections use their
+// EpollConn*).
+char kListenTag;
+char kDrainTag;
+
+}  // namespace
+
+EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener,
+                     metrics::ThreadCounters* counters)
+    : shared_(shared),
+      config_(*shared->config),
+      listen_fd_(listen_fd),
+      exclusive_listener_(exclusive_listener),
+      counters_(counters),
+      pool_(core::kSessionBlockSize, shared->config->pool),
+      scratch_(new uint8_t[shared->config->readbuf]),
+      wheel_(mono_now()) {
+  env_.limits = config_.limits;
+  env_.content = shared->content;
+  env_.pool = &pool_;
+  env_.counters = counters_;
+  env_.read_chunk = config_.readbuf;
+}
+
+EpollLoop::~EpollLoop() {
+  abort_all();
+  if (epfd_ >= 0) ::close(epfd_);
+}
+
+std::string EpollLoop::init() {
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) return std::string("epoll_create1: ") + std::strerror(errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &kDrainTag;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, shared_->drain_fd, &ev) != 0)
+    return std::string("epoll_ctl(drain): ") + std::strerror(errno);
+  add_listener();
+  if (!listener_registered_) return std::string("epoll_ctl(listener): ") + std::strerror(errno);
+  return "";
+}
+
+void EpollLoop::add_listener() {
+  epoll_event ev{};
+  // EPOLLEXCLUSIVE: one loop (not all) wakes per incoming connection on a shared listener.
+  ev.events = EPOLLIN | (exclusive_listener_ ? EPOLLEXCLUSIVE : 0u);
+  ev.data.ptr = &kListenTag;
+  listener_registered_ = ::epoll_ctl(epfd_, EPOLL_CTL_ADD, listen_fd_, &ev) == 0;
+  listener_resume_at_ = kNever;
+}
+
+void EpollLoop::remove_listener() {
+  // EPOLLEXCLUSIVE registrations cannot be modified, only deleted and added again.
+  if (listener_registered_) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  listener_registered_ = false;
+}
+
+int EpollLoop::epoll_timeout_ms(Nanos now) const {
+  Nanos next = wheel_.next_advance();
+  if (listener_resume_at_ < next) next = listener_resume_at_;
+  if (draining_) {
+    if (!forced_ && drain_deadline_ < next) next = drain_deadline_;
+    if (hard_deadline_ < next) next = hard_deadline_;
+  }
+  if (next == kNever) return -1;
+  if (next <= now) return 0;
+  const Nanos ms = (next - now + kMillisecond - 1) / kMillisecond;
+  return ms > 1'000'000 ? 1'000'000 : static_cast<int>(ms);
+}
+
+DrainReport EpollLoop::run() {
+  epoll_event events[kMaxEvents];
+  for (;;) {
+    if (draining_ && conns_ == 0) break;
+    const int n = ::epoll_wait(epfd_, events, kMaxEvents, epoll_timeout_ms(mono_now()));
+    if (n < 0 && errno != EINTR) {
+      log_warn("epoll_wait: {}", std::strerror(errno));
+      break;
+    }
+    const Nanos now = mono_now();
+    bool accept_ready = false;
+    bool drain_ready = false;
+    for (int i = 0; i < n; ++i) {
+      void* p = events[i].data.ptr;
+      if (p == &kListenTag) {
+        accept_ready = true;
+      } else if (p == &kDrainTag) {
+        drain_ready = true;
+      } else {
+        on_conn_event(static_cast<EpollConn*>(p), events[i].events, now);
+      }
+    }
+    // Connection events first: drain and accept may close or create connections, which
+    // must not happen while later events of the batch still point at them.
+    if (drain_ready && !draining_) start_drain(now);
+    if (accept_ready && !draining_ && listener_registered_) accept_burst(now);
+    wheel_.advance(now, [this, now](TimerNode* node) {
+      auto* c = static_cast<EpollConn*>(node);
+      c->session.on_tick(now);
+      if (c->session.has_output() && !flush(c, now)) {
+        close_conn(c, true);
+        return;
+      }
+      settle(c, now);
+    });
+    if (!draining_ && !listener_registered_ && now >= listener_resume_at_) add_listener();
+    if (draining_ && !forced_ && now >= drain_deadline_) force_all(now);
+    if (draining_ && now >= hard_deadline_) abort_all();
+  }
+  return report_;
+}
+
+void EpollLoop::on_conn_event(EpollConn* c, uint32_t ev, Nanos now) {
+  bool alive = true;
+  if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_eof && c->session.wants_read()) {
+    alive = read_burst(c, now);
+  } else if (c->session.has_output()) {
+    alive = flush(c, now);
+  }
+  if (alive && (ev & (EPOLLHUP | EPOLLERR)) && !c->session.finished()) {
+    // Both directions are gone (RST): nothing more can be delivered.
+    alive = false;
+  }
+  if (!alive) {
+    close_conn(c, true);
+    return;
+  }
+  settle(c, now);
+}
+
+bool EpollLoop::read_burst(EpollConn* c, Nanos now) {
+  core::Session& s = c->session;
+  size_t bytes = 0;
+  for (int reads = 0; reads < kMaxReadsPerEvent && bytes < kMaxReadBytesPerEvent; ++reads) {
+    if (!s.wants_read()) {
+      // Backpressure: write first; reading resumes only if that made room.
+      if (!flush(c, now)) return false;
+      if (!s.wants_read()) break;
+    }
+    const ssize_t n = sys::read_some(c->fd, scratch_.get(), config_.readbuf);
+    if (n > 0) {
+      bytes += static_cast<size_t>(n);
+      s.on_bytes({scratch_.get(), static_cast<size_t>(n)}, now);
+      if (static_cast<size_t>(n) < config_.readbuf) break;  // socket drained (likely)
+      continue;
+    }
+    if (n == 0) {
+      c->peer_eof = true;
+      s.on_peer_eof(now);
+      break;
+    }
+    if (n == -EAGAIN || n == -EWOULDBLOCK) break;
+    return false;  // ECONNRESET and friends
+  }
+  return flush(c, now);
+}
+
+bool EpollLoop::flush(EpollConn* c, Nanos now) {
+  core::Session& s = c->session;
+  size_t written = 0;
+  while (s.has_output() && !s.finished()) {
+    iovec iov[kMaxIov];
+    const int cnt = s.gather(iov, kMaxIov);
+    if (cnt <= 0) break;
+    size_t want = 0;
+    for (int i = 0; i < cnt; ++i) want += iov[i].iov_len;
+    const ssize_t n = sys::writev_some(c->fd, iov, cnt);
+    if (n > 0) {
+      s.on_sent(static_cast<size_t>(n), now);
+      written += static_cast<size_t>(n);
+      if (static_cast<size_t>(n) < want) break;        // kernel buffer full: EPOLLOUT
+      if (written >= kMaxWriteBytesPerEvent) break;    // fairness: EPOLLOUT brings us back
+      continue;
+    }
+    if (n == -EAGAIN || n == -EWOULDBLOCK) break;
+    return false;  // EPIPE, ECONNRESET
+  }
+  return true;
+}
+
+void EpollLoop::settle(EpollConn* c, Nanos now) {
+  (void)now;
+  core::Session& s = c->session;
+  if (s.finished()) {
+    close_conn(c, false);
+    return;
+  }
+  uint32_t want = 0;
+  if (!c->peer_eof && s.wants_read()) want |= EPOLLIN;
+  if (s.has_output()) want |= EPOLLOUT;
+  if (want != c->events) {
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.ptr = c;
+    ::epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd, &ev);
+    c->events = want;
+  }
+  wheel_.schedule(c, s.next_deadline());
+}
+
+void EpollLoop::close_conn(EpollConn* c, bool aborted) {
+  wheel_.cancel(c);
+  if (c->all_prev != nullptr) c->all_prev->all_next = c->all_next;
+  else all_head_ = c->all_next;
+  if (c->all_next != nullptr) c->all_next->all_prev = c->all_prev;
+  if (draining_ && !forced_ &&
+      (aborted || c->session.close_cause() == core::CloseCause::kPeerClosed))
+    ++report_.closed_by_peer;
+  if (!aborted && c->session.reset_on_close()) {
+    sys::close_with_reset(c->fd);
+  } else {
+    ::close(c->fd);  // also removes it from the epoll set
+  }
+  counters_->conns_closed.add();
+  shared_->open.fetch_sub(1, std::memory_order_relaxed);
+  --conns_;
+  delete c;
+}
+
+void EpollLoop::accept_burst(Nanos now) {
+  for (int i = 0; i < kAcceptBurst; ++i) {
+    const int fd = sys::accept_conn(listen_fd_, /*nonblocking=*/true);
+    if (fd < 0) {
+      const int err = -fd;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == ECONNABORTED || err == EPROTO || err == EPERM) continue;
+      counters_->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
+      if (is_resource_error(err)) {
+        // Never spin on EMFILE: the pending connection stays in the backlog and the
+        // listener stays readable, so stop polling it for a while.
+        shared_->accept_log.record(err, now);
+        remove_listener();
+        listener_resume_at_ = now + AcceptErrorLog::kBackoff;
+        return;
+      }
+      if (err != EINVAL) log_warn("accept: {}", std::strerror(err));  // EINVAL: draining
+      return;
+    }
+    counters_->accept_total.add();
+    sys::SocketOptions so;
+    so.nodelay = config_.nodelay;
+    so.rcvbuf = config_.rcvbuf;
+    so.sndbuf = config_.sndbuf;
+    sys::apply_socket_options(fd, so);
+    const uint64_t before = shared_->open.fetch_add(1, std::memory_order_relaxed);
+    if (config_.max_conns != 0 && before >= config_.max_conns) {
+      shared_->open.fetch_sub(1, std::memory_order_relaxed);
+      refuse(fd, now);
+      continue;
+    }
+    auto* c = new EpollConn(env_, now, fd);
+    c->events = EPOLLIN;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      log_warn("epoll_ctl(add): {}", std::strerror(errno));
+      shared_->open.fetch_sub(1, std::memory_order_relaxed);
+      ::close(fd);
+      delete c;
+      continue;
+    }
+    c->all_next = all_head_;
+    if (all_head_ != nullptr) all_head_->all_prev = c;
+    all_head_ = c;
+    ++conns_;
+    counters_->conns_opened.add();
+    wheel_.schedule(c, c->session.next_deadline());
+  }
+}
+
+void EpollLoop::refuse(int fd, Nanos now) {
+  // Over --max-conns: ERROR OVERLOADED right after accept, then close. A fresh socket's
+  // send buffer is empty, so one write takes the whole small frame.
+  core::Session s(env_, now);
+  s.refuse_overloaded(now);
+  iovec iov[4];
+  const int cnt = s.gather(iov, 4);
+  if (cnt > 0) {
+    const ssize_t n = sys::writev_some(fd, iov, cnt);
+    if (n > 0) {
+      s.on_sent(static_cast<size_t>(n), now);
+    }
+  }
+  ::close(fd);
+}
+
+void EpollLoop::start_drain(Nanos now) {
+  draining_ = true;
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, shared_->drain_fd, nullptr);
+  remove_listener();
+  listener_resume_at_ = kNever;
+  // Stop listening: new and backlogged connects are refused. Idempotent, and safe while
+  // other loops still hold the shared fd (the engine closes it after run()).
+  sys::shutdown_both(listen_fd_);
+  Nanos start = shared_->drain_at.load(std::memory_order_relaxed);
+  if (start == kNever || start > now) start = now;
+  if (config_.drain_timeout > 0) drain_deadline_ = start + config_.drain_timeout;
+  report_.open_at_start = conns_;
+  for (EpollConn* c = all_head_; c != nullptr;) {
+    EpollConn* next = c->all_next;
+    c->session.begin_drain(now);
+    if (c->session.has_output() && !flush(c, now)) {
+      close_conn(c, true);
+    } else {
+      settle(c, now);
+    }
+    c = next;
+  }
+}
+
+void EpollLoop::force_all(Nanos now) {
+  forced_ = true;
+  hard_deadline_ = now + config_.limits.write_timeout + kForceGrace;
+  for (EpollConn* c = all_head_; c != nullptr;) {
+    EpollConn* next = c->all_next;
+    ++report_.force_closed;
+    if (c->session.request_in_flight()) ++report_.in_flight;
+    c->session.force_close(now);
+    if (c->session.has_output() && !flush(c, now)) {
+      close_conn(c, true);
+    } else {
+      settle(c, now);
+    }
+    c = next;
+  }
+}
+
+void EpollLoop::abort_all() {
+  while (all_head_ != nullptr) {
+    EpollConn* c = all_head_;
+    sys::close_with_reset(c->fd);
+    c->fd = -1;
+    wheel_.cancel(c);
+    all_head_ = c->all_next;
+    if (all_head_ != nullptr) all_head_->all_prev = nullptr;
+    counters_->conns_closed.add();
+    shared_->open.fetch_sub(1, std::memory_order_relaxed);
+    --conns_;
+    delete c;
+  }
+}
+
+}  // namespace c10m::engine

@@ -1,0 +1,366 @@
+#include "engine/thread/thread_engine.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "base/buffer_pool.h"
+#include "base/log.h"
+#include "core/session.h"
+
+namespace c10m::engine {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr size_t kStackFactor = 8;  // sanitizers need much bigger frames
+#else
+constexpr size_t kStackFactor = 1;
+#endif
+
+int poll_timeout_ms(Nanos deadline, Nanos now) {
+  if (deadline == kNever) return -1;
+  if (deadline <= now) return 0;
+  const Nanos ms = (deadline - now + kMillisecond - 1) / kMillisecond;
+  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+sys::SocketOptions socket_options(const core::ServerConfig& config) {
+  sys::SocketOptions so;
+  so.nodelay = config.nodelay;
+  so.rcvbuf = config.rcvbuf;
+  so.sndbuf = config.sndbuf;
+  return so;
+}
+
+}  // namespace
+
+struct ThreadEngine::Conn {
+  ThreadEngine* engine = nullptr;
+  int fd = -1;
+  Conn* prev = nullptr;
+  Conn* next = nullptr;
+  metrics::ThreadCounters counters;  // private: this thread is its only writer
+};
+
+ThreadEngine::ThreadEngine(const core::ServerConfig& config, CounterSlots* counters)
+    : config_(config), content_(make_content(config)) {
+  if (counters == nullptr || counters->capacity() < kCounterSlots) {
+    own_counters_ = std::make_unique<PrivateCounterSlots>(kCounterSlots);
+    counters = own_counters_.get();
+  }
+  shared_counters_ = counters->slot(0);
+  drain_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!drain_fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  stack_size_ = std::max<size_t>(config.thread_stack, PTHREAD_STACK_MIN) * kStackFactor;
+}
+
+ThreadEngine::~ThreadEngine() = default;
+
+std::string ThreadEngine::bind() {
+  std::vector<sys::Fd> fds;
+  std::string err = bind_listeners(config_, 1, /*nonblocking=*/false, &fds, &port_);
+  if (err.empty()) listener_ = std::move(fds[0]);
+  return err;
+}
+
+void ThreadEngine::request_drain() {
+  // Async-signal-safe: an atomic exchange, clock_gettime and write(2).
+  if (drain_requested_.exchange(true)) return;
+  drain_at_.store(mono_now(), std::memory_order_relaxed);
+  const uint64_t one = 1;
+  ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
+  (void)rc;
+}
+
+DrainReport ThreadEngine::run() {
+  if (!listener_.valid()) {
+    if (std::string err = bind(); !err.empty()) {
+      log_warn("{}", err);
+      return {};
+    }
+  }
+  std::thread acceptor([this] { acceptor_main(); });
+  // Wait for the drain request (the eventfd stays readable: it is never read).
+  for (;;) {
+    pollfd p{drain_fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, -1) > 0) break;
+  }
+  const Nanos now = mono_now();
+  Nanos start = drain_at_.load(std::memory_order_relaxed);
+  if (start == kNever || start > now) start = now;
+  sys::shutdown_both(listener_.get());  // wakes the acceptor; new connects are refused
+  acceptor.join();
+  listener_.reset();
+
+  DrainReport report;
+  report.open_at_start = open_.load();
+  // Each connection thread forces itself at the drain deadline and then has at most the
+  // write timeout to flush; past that (plus slack) run() shuts down the stragglers' sockets.
+  const Nanos hard = config_.drain_timeout > 0
+                         ? start + config_.drain_timeout + config_.limits.write_timeout +
+                               2 * kForceGrace
+                         : kNever;
+  std::unique_lock lock(mu_);
+  while (threads_alive_ > 0) {
+    const Nanos t = mono_now();
+    if (t >= hard) {
+      for (Conn* c = conns_head_; c != nullptr; c = c->next) sys::shutdown_both(c->fd);
+      cv_.wait(lock, [this] { return threads_alive_ == 0; });
+      break;
+    }
+    const Nanos wait = hard == kNever ? kSecond : std::min(hard - t, kSecond);
+    cv_.wait_for(lock, std::chrono::nanoseconds(wait));
+  }
+  lock.unlock();
+  report.closed_by_peer = closed_by_peer_.load();
+  report.force_closed = force_closed_.load();
+  report.in_flight = in_flight_.load();
+  return report;
+}
+
+void ThreadEngine::acceptor_main() {
+  // The acceptor's own counters and pool (for refusals), merged like a connection's.
+  auto counters = std::make_unique<metrics::ThreadCounters>();
+  BufferPool pool(core::kSessionBlockSize, config_.pool, 1);
+  core::SessionEnv env;
+  env.limits = config_.limits;
+  env.content = content_.get();
+  env.pool = &pool;
+  env.counters = counters.get();
+  env.read_chunk = config_.readbuf;
+  for (;;) {
+    const int fd = sys::accept_conn(listener_.get(), /*nonblocking=*/false);
+    const Nanos now = mono_now();
+    if (drain_requested_.load()) {
+      if (fd >= 0) ::close(fd);
+      break;
+    }
+    if (fd < 0) {
+      const int err = -fd;
+      if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == EAGAIN) continue;
+      if (err == EINVAL) break;  // listener shut down
+      counters->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
+      merge_counters(counters.get(), shared_counters_);
+      if (is_resource_error(err)) {
+        accept_log_.record(err, now);
+      } else {
+        log_warn("accept: {}", std::strerror(err));
+      }
+      // Back off (never spin); the drain eventfd cuts the pause short.
+      pollfd p{drain_fd_.get(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(AcceptErrorLog::kBackoff / kMillisecond));
+      continue;
+    }
+    counters->accept_total.add();
+    sys::apply_socket_options(fd, socket_options(config_));
+    const uint64_t before = open_.fetch_add(1, std::memory_order_relaxed);
+    if (config_.max_conns != 0 && before >= config_.max_conns) {
+      open_.fetch_sub(1, std::memory_order_relaxed);
+      core::Session s(env, now);
+      s.refuse_overloaded(now);
+      iovec iov[4];
+      const int cnt = s.gather(iov, 4);
+      sys::set_io_timeouts(fd, 0, kWriteSlice);
+      if (cnt > 0) {
+        const ssize_t n = sys::writev_some(fd, iov, cnt);
+        if (n > 0) {
+          s.on_sent(static_cast<size_t>(n), now);
+        }
+      }
+      ::close(fd);
+      merge_counters(counters.get(), shared_counters_);
+      continue;
+    }
+    auto* c = new Conn;
+    c->engine = this;
+    c->fd = fd;
+    if (!start_thread(c)) {
+      open_.fetch_sub(1, std::memory_order_relaxed);
+      ::close(fd);
+      delete c;
+      counters->accept_errors[static_cast<size_t>(metrics::AcceptError::kNomem)].add();
+      accept_log_.record(ENOMEM, now);
+      pollfd p{drain_fd_.get(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(AcceptErrorLog::kBackoff / kMillisecond));
+    } else {
+      counters->conns_opened.add();
+    }
+    merge_counters(counters.get(), shared_counters_);
+  }
+  merge_counters(counters.get(), shared_counters_);
+}
+
+bool ThreadEngine::start_thread(Conn* c) {
+  {
+    std::lock_guard lock(mu_);
+    c->next = conns_head_;
+    if (conns_head_ != nullptr) conns_head_->prev = c;
+    conns_head_ = c;
+    ++threads_alive_;
+  }
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, stack_size_);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t tid;
+  const int rc = pthread_create(&tid, &attr, &ThreadEngine::conn_main, c);
+  pthread_attr_destroy(&attr);
+  if (rc == 0) return true;
+  std::lock_guard lock(mu_);
+  if (c->prev != nullptr) c->prev->next = c->next;
+  else conns_head_ = c->next;
+  if (c->next != nullptr) c->next->prev = c->prev;
+  --threads_alive_;
+  return false;
+}
+
+void* ThreadEngine::conn_main(void* arg) {
+  auto* c = static_cast<Conn*>(arg);
+  const bool reset = c->engine->serve(c);
+  c->engine->finish(c, reset);
+  return nullptr;
+}
+
+void ThreadEngine::finish(Conn* c, bool reset) {
+  merge_counters(&c->counters, shared_counters_);
+  {
+    // Unlink before close: once unlinked, run() no longer shuts this fd down, so it cannot
+    // hit a reused fd number.
+    std::lock_guard lock(mu_);
+    if (c->prev != nullptr) c->prev->next = c->next;
+    else conns_head_ = c->next;
+    if (c->next != nullptr) c->next->prev = c->prev;
+  }
+  if (reset) {
+    sys::close_with_reset(c->fd);
+  } else {
+    ::close(c->fd);
+  }
+  open_.fetch_sub(1, std::memory_order_relaxed);
+  delete c;
+  std::lock_guard lock(mu_);
+  --threads_alive_;
+  // Notify under the lock; run() may destroy the engine as soon as it sees zero, and this
+  // thread touches nothing of it after the unlock.
+  cv_.notify_all();
+}
+
+bool ThreadEngine::serve(Conn* c) {
+  const int fd = c->fd;
+  metrics::ThreadCounters* counters = &c->counters;
+  const Nanos write_slice = config_.limits.write_timeout > 0
+                                ? std::min(kWriteSlice, config_.limits.write_timeout)
+                                : kWriteSlice;
+  sys::set_io_timeouts(fd, 0, write_slice);
+  BufferPool pool(core::kSessionBlockSize, config_.pool, 1);
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[config_.readbuf]);  // off the small stack
+  core::SessionEnv env;
+  env.limits = config_.limits;
+  env.content = content_.get();
+  env.pool = &pool;
+  env.counters = counters;
+  env.read_chunk = config_.readbuf;
+
+  Nanos now = mono_now();
+  core::Session s(env, now);
+  bool peer_eof = false;
+  bool drain_seen = false;
+  bool forced = false;
+  bool aborted = false;
+  Nanos drain_deadline = kNever;
+  Nanos hard_deadline = kNever;
+
+  auto check_time = [&](Nanos t) {
+    if (!drain_seen && drain_requested_.load(std::memory_order_relaxed)) {
+      drain_seen = true;
+      s.begin_drain(t);
+      if (config_.drain_timeout > 0) {
+        Nanos start = drain_at_.load(std::memory_order_relaxed);
+        if (start == kNever || start > t) start = t;
+        drain_deadline = start + config_.drain_timeout;
+      }
+    }
+    if (drain_seen && !forced && t >= drain_deadline) {
+      forced = true;
+      force_closed_.fetch_add(1, std::memory_order_relaxed);
+      if (s.request_in_flight()) in_flight_.fetch_add(1, std::memory_order_relaxed);
+      s.force_close(t);
+      hard_deadline = t + config_.limits.write_timeout + kForceGrace;
+    }
+    if (t >= s.next_deadline()) s.on_tick(t);
+    if (t >= hard_deadline) aborted = true;
+  };
+
+  check_time(now);
+  for (;;) {
+    // Write everything owed, blocking in slices.
+    while (!aborted && s.has_output() && !s.finished()) {
+      iovec iov[64];
+      const int cnt = s.gather(iov, 64);
+      if (cnt <= 0) break;
+      const ssize_t n = sys::writev_some(fd, iov, cnt);
+      now = mono_now();
+      if (n > 0) {
+        s.on_sent(static_cast<size_t>(n), now);
+        continue;
+      }
+      if (n == -EAGAIN || n == -EWOULDBLOCK) {  // a slice passed with the peer not reading
+        merge_counters(counters, shared_counters_);
+        check_time(now);
+        continue;
+      }
+      aborted = true;
+    }
+    merge_counters(counters, shared_counters_);
+    if (aborted || s.finished()) break;
+
+    const bool want_read = !peer_eof && s.wants_read();
+    pollfd fds[2];
+    fds[0] = {fd, static_cast<short>(want_read ? POLLIN : 0), 0};
+    fds[1] = {drain_fd_.get(), POLLIN, 0};
+    Nanos deadline = s.next_deadline();
+    if (drain_seen && !forced) deadline = std::min(deadline, drain_deadline);
+    deadline = std::min(deadline, hard_deadline);
+    const int rc = ::poll(fds, drain_seen ? 1 : 2, poll_timeout_ms(deadline, mono_now()));
+    now = mono_now();
+    if (rc > 0) {
+      const short re = fds[0].revents;
+      if (re & (POLLERR | POLLNVAL)) {
+        aborted = true;
+      } else if (want_read && (re & (POLLIN | POLLHUP))) {
+        const ssize_t n = sys::read_some(fd, buf.get(), config_.readbuf);
+        now = mono_now();
+        if (n > 0) {
+          s.on_bytes({buf.get(), static_cast<size_t>(n)}, now);
+        } else if (n == 0) {
+          peer_eof = true;
+          s.on_peer_eof(now);
+        } else if (n != -EAGAIN && n != -EWOULDBLOCK) {
+          aborted = true;
+        }
+      } else if (re & POLLHUP) {
+        aborted = true;
+      }
+    }
+    if (!aborted) check_time(now);
+    if (aborted) break;
+  }
+
+  if (drain_seen && !forced &&
+      (aborted || s.close_cause() == core::CloseCause::kPeerClosed))
+    closed_by_peer_.fetch_add(1, std::memory_order_relaxed);
+  counters->conns_closed.add();
+  // RST for the write-timeout drop, and for a forced connection that could not flush.
+  return (!aborted && s.reset_on_close()) || (aborted && forced);
+}
+
+}  // namespace c10m::engine

@@ -1,0 +1,81 @@
+#pragma once
+// The thread engine: the classic model, kept as the baseline for every comparison. An
+// acceptor thread blocks in accept(); each connection gets its own OS thread (detached,
+// explicit small stack: config.thread_stack) doing blocking I/O.
+//
+// Waiting: poll() on the connection fd plus the engine's drain eventfd, with the timeout
+// set to the session's next deadline; then a blocking read() or writev(). Writes block
+// in SO_SNDTIMEO slices (<= kWriteSlice) so a peer that stops reading still lets the
+// thread tick the session's write timeout and notice the drain.
+//
+// Counters: connection threads cannot share a single-writer ThreadCounters block, so each
+// thread counts into a private block and merges its deltas into the one shared slot with
+// atomic adds (Counter::add_atomic) after every I/O batch: a locked RMW per changed
+// counter per batch, and a contended cache line, is part of this baseline's cost.
+//
+// Memory per connection: the thread's stack, one heap read buffer of config.readbuf bytes
+// (allocated when the thread starts), a private counter block, and a BufferPool that
+// keeps at most one free block.
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "engine/engine.h"
+#include "engine/engine_support.h"
+#include "sys/socket.h"
+
+namespace c10m::engine {
+
+class ThreadEngine final : public Engine {
+ public:
+  static constexpr size_t kCounterSlots = 1;
+  static constexpr Nanos kWriteSlice = 100 * kMillisecond;
+  static constexpr Nanos kForceGrace = 1 * kSecond;
+
+  /// Throws std::runtime_error (bad --fetch-file, no eventfd).
+  ThreadEngine(const core::ServerConfig& config, CounterSlots* counters);
+  ~ThreadEngine() override;
+
+  std::string bind() override;
+  uint16_t port() const override { return port_; }
+  DrainReport run() override;
+  void request_drain() override;
+  uint64_t open_connections() const override { return open_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Conn;
+  static void* conn_main(void* arg);
+  void acceptor_main();
+  bool serve(Conn* c);  // returns true to close with RST
+  void refuse(int fd, Nanos now);
+  bool start_thread(Conn* c);
+  void finish(Conn* c, bool reset);
+
+  core::ServerConfig config_;
+  std::unique_ptr<core::ContentSource> content_;
+  std::unique_ptr<CounterSlots> own_counters_;
+  metrics::ThreadCounters* shared_counters_;  // slot 0: add_atomic only
+  sys::Fd drain_fd_;
+  sys::Fd listener_;
+  uint16_t port_ = 0;
+  size_t stack_size_;
+
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<Nanos> drain_at_{kNever};
+  std::atomic<uint64_t> open_{0};
+  std::atomic<uint64_t> closed_by_peer_{0};
+  std::atomic<uint64_t> force_closed_{0};
+  std::atomic<uint64_t> in_flight_{0};
+  AcceptErrorLog accept_log_;
+
+  // Registry of live connection threads: touched once at start and once at exit of each
+  // thread (not on the I/O path), and by run() to unblock stragglers after the deadline.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Conn* conns_head_ = nullptr;
+  uint64_t threads_alive_ = 0;
+};
+
+}  // namespace c10m::engine
