@@ -1,0 +1,85 @@
+#pragma once
+// Results of a load run: the per-second series, the per-process and merged results, and
+// their three renderings (final table on stdout, JSON file, --hgrm text).
+// Single-threaded: built by the reporting thread of the top-level process.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "base/clock.h"
+#include "loadclient/hdr_histogram.h"
+#include "loadclient/load_config.h"
+#include "loadclient/load_stats.h"
+
+namespace c10m::loadclient {
+
+struct SeriesPoint {
+  int t = 0;  // seconds since the run's start
+  uint64_t conns_open = 0;
+  uint64_t sent = 0;       // in this second
+  uint64_t completed = 0;  // in this second
+  uint64_t errors = 0;     // in this second
+  uint64_t mismatches = 0; // in this second
+  int64_t p50_ns = 0;      // of replies completed in this second (warm-up included)
+  int64_t p99_ns = 0;
+  int64_t p99_so_far_ns = 0;
+};
+
+/// Turns (cumulative totals, latency samples of the last second) into series points.
+class SeriesBuilder {
+ public:
+  SeriesPoint add(int t, const Totals& cumulative, const HdrHistogram& interval);
+  const std::vector<SeriesPoint>& points() const { return points_; }
+
+ private:
+  Totals prev_;
+  HdrHistogram so_far_;
+  std::vector<SeriesPoint> points_;
+};
+
+/// One process's result (the only one without --procs).
+struct ProcessResult {
+  int index = 0;
+  int pid = 0;
+  uint64_t conns_target = 0;
+  uint64_t active_target = 0;
+  Totals totals;
+  HdrHistogram histogram;  // measured window only
+  std::string connect_errors;
+  nlohmann::json to_json() const;
+  static bool from_json(const nlohmann::json& j, ProcessResult* out, std::string* error);
+};
+
+/// /proc/PID/stat CPU (user+system) and /proc/PID/status VmRSS.
+struct ProcSample {
+  bool ok = false;
+  double cpu_s = 0;
+  uint64_t rss_bytes = 0;
+};
+ProcSample sample_process(int pid);
+/// This process and its waited-for children (getrusage), CPU seconds.
+double self_cpu_seconds();
+
+struct RunReport {
+  LoadConfig config;
+  std::vector<ProcessResult> processes;
+  Totals totals;          // merged
+  HdrHistogram histogram; // merged, measured window
+  std::vector<SeriesPoint> series;
+  double measured_s = 0;  // length of the measured window actually run
+  ProcSample server_base, server_start, server_end;  // before connecting, window start, window end
+  std::vector<std::string> warnings;
+
+  void merge_processes();  // totals + histogram from processes
+  bool client_behind() const;
+  double target_rate() const;  // requests/s over all active connections (open model)
+  nlohmann::json to_json() const;
+  std::string table() const;
+  std::string hgrm() const { return histogram.percentile_distribution(); }
+  /// Fills `warnings` (client behind, connect failures with their fixes, mismatches...).
+  void compute_warnings();
+};
+
+}  // namespace c10m::loadclient

@@ -1,0 +1,31 @@
+#pragma once
+// Drives a whole run: the worker threads of this process, the per-second live line and
+// series, the server probe (--server-pid), and with --procs N the N re-executed worker
+// processes whose results it merges. main() parses flags into a LoadConfig and calls
+// run_load().
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "loadclient/load_config.h"
+#include "loadclient/load_report.h"
+
+namespace c10m::loadclient {
+
+/// The global connection ids worker process `worker_index` of `worker_count` owns
+/// (g = worker_index, worker_index + worker_count, ... below conns).
+std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count);
+
+/// Runs the load described by `config`. `argv` is this program's command line (re-executed
+/// for --procs workers, with hidden --worker-* flags appended). Prints the live line
+/// (stderr) and final table (stdout), writes --json and --hgrm. In a worker process it
+/// instead writes JSON lines (per-second ticks, then the final result) to stdout.
+/// Returns the exit status: 0 when the run completed (errors and mismatches are reported,
+/// not fatal), 1 on a fatal error (message on stderr).
+int run_load(LoadConfig config, const std::vector<std::string>& argv);
+
+/// The in-process part, for tests and for run_load: runs this process's share and returns
+/// the report (single process: complete; no table/JSON written).
+RunReport run_in_process(const LoadConfig& config, std::string* fatal);
+
+}  // namespace c10m::loadclient
