@@ -25,7 +25,8 @@ std::optional<Nanos> parse_duration(std::string_view s) {
       return std::nullopt;
     }
     size_t ustart = i;
-    while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i]))) ++i;
+    // Letters, and the UTF-8 bytes of "µ" (isalpha does not see them in the C locale).
+    while (i < s.size() && (std::isalpha(static_cast<unsigned char>(s[i])) || static_cast<unsigned char>(s[i]) >= 0x80)) ++i;
     std::string_view unit = s.substr(ustart, i - ustart);
     double scale;
     if (unit == "ns") scale = 1;

@@ -1,0 +1,54 @@
+// BufferPool: recycling on, off, and the cap on cached blocks.
+#include "base/buffer_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+namespace c10m {
+namespace {
+
+TEST(BufferPoolTest, RecyclesWhenEnabled) {
+  BufferPool pool(4096, true);
+  EXPECT_EQ(pool.block_size(), 4096u);
+  uint8_t* a = pool.acquire();
+  std::memset(a, 0x5A, 4096);  // the whole block is usable
+  EXPECT_EQ(pool.outstanding(), 1u);
+  pool.release(a);
+  EXPECT_EQ(pool.outstanding(), 0u);
+  EXPECT_EQ(pool.cached(), 1u);
+  uint8_t* b = pool.acquire();
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(pool.cached(), 0u);
+  pool.release(b);
+}
+
+TEST(BufferPoolTest, DisabledFreesEveryBlock) {
+  BufferPool pool(1024, false);
+  std::vector<uint8_t*> blocks;
+  for (int i = 0; i < 10; ++i) blocks.push_back(pool.acquire());
+  EXPECT_EQ(pool.outstanding(), 10u);
+  for (uint8_t* b : blocks) pool.release(b);
+  EXPECT_EQ(pool.outstanding(), 0u);
+  EXPECT_EQ(pool.cached(), 0u);
+}
+
+TEST(BufferPoolTest, KeepsAtMostMaxCached) {
+  BufferPool pool(512, true, 3);
+  std::vector<uint8_t*> blocks;
+  for (int i = 0; i < 8; ++i) blocks.push_back(pool.acquire());
+  for (uint8_t* b : blocks) pool.release(b);
+  EXPECT_EQ(pool.cached(), 3u);
+  EXPECT_EQ(pool.outstanding(), 0u);
+}
+
+TEST(BufferPoolTest, ReleaseNullIsANoOp) {
+  BufferPool pool(512, true);
+  pool.release(nullptr);
+  EXPECT_EQ(pool.outstanding(), 0u);
+  EXPECT_EQ(pool.cached(), 0u);
+}
+
+}  // namespace
+}  // namespace c10m
