@@ -220,13 +220,15 @@ void EpollLoop::close_conn(EpollConn* c, bool aborted) {
   if (draining_ && !forced_ &&
       (aborted || c->session.close_cause() == core::CloseCause::kPeerClosed))
     ++report_.closed_by_peer;
+  // Count the connection out before the peer can see the close (a client that reconnects
+  // at once must not be refused by --max-conns).
+  shared_->open.fetch_sub(1, std::memory_order_relaxed);
+  counters_->conns_closed.add();
   if (!aborted && c->session.reset_on_close()) {
     sys::close_with_reset(c->fd);
   } else {
     ::close(c->fd);  // also removes it from the epoll set
   }
-  counters_->conns_closed.add();
-  shared_->open.fetch_sub(1, std::memory_order_relaxed);
   --conns_;
   delete c;
 }
@@ -343,13 +345,13 @@ void EpollLoop::force_all(Nanos now) {
 void EpollLoop::abort_all() {
   while (all_head_ != nullptr) {
     EpollConn* c = all_head_;
+    shared_->open.fetch_sub(1, std::memory_order_relaxed);
+    counters_->conns_closed.add();
     sys::close_with_reset(c->fd);
     c->fd = -1;
     wheel_.cancel(c);
     all_head_ = c->all_next;
     if (all_head_ != nullptr) all_head_->all_prev = nullptr;
-    counters_->conns_closed.add();
-    shared_->open.fetch_sub(1, std::memory_order_relaxed);
     --conns_;
     delete c;
   }

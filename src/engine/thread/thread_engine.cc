@@ -240,12 +240,13 @@ void ThreadEngine::finish(Conn* c, bool reset) {
     else conns_head_ = c->next;
     if (c->next != nullptr) c->next->prev = c->prev;
   }
+  // Count it out before the peer can see the close (--max-conns and a quick reconnect).
+  open_.fetch_sub(1, std::memory_order_relaxed);
   if (reset) {
     sys::close_with_reset(c->fd);
   } else {
     ::close(c->fd);
   }
-  open_.fetch_sub(1, std::memory_order_relaxed);
   delete c;
   std::lock_guard lock(mu_);
   --threads_alive_;
