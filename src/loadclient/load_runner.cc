@@ -141,6 +141,16 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
   }
   for (auto& t : pool) t.join();
   if (probe) probe->finish(mono_now());
+  {
+    // The last (partial) second, so short runs still have a series and a live line.
+    Totals cur;
+    HdrHistogram interval;
+    for (auto& w : workers) {
+      cur.add(w->counters());
+      w->take_interval(&interval);
+    }
+    on_tick(tick, cur, interval);
+  }
 
   ProcessResult r;
   r.index = index;

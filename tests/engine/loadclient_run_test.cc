@@ -1,0 +1,313 @@
+// The load client end to end, against echo_peer (bench/peers) and c10m-server:
+// coordinated omission avoided (a 200 ms server stall shows in p99), closed-loop runs are
+// labelled, corrupted echoes are counted as mismatches, every op validates against the
+// server, GOAWAY is honoured, and ~40,000 connections open through --procs and --srcips
+// to two server processes with per-process and merged counts in the JSON.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <set>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string echo_peer_bin() {
+  return (fs::path(C10M_LOADCLIENT_BIN).parent_path().parent_path() / "bench" / "peers" / "echo_peer").string();
+}
+
+std::string temp_path(const std::string& name) {
+  return (fs::temp_directory_path() / ("c10m_lc_" + std::to_string(getpid()) + "_" + name)).string();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(out, 1);
+    dup2(err, 2);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid` at most `limit`; kills it past that. Returns the exit status or -1.
+int wait_bounded(pid_t pid, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+// A server process (c10m-server or echo_peer) on 127.0.0.1 port 0.
+struct Server {
+  pid_t pid = -1;
+  int port = 0;
+  std::string err_path;
+  std::string addr() const { return "127.0.0.1:" + std::to_string(port); }
+  ~Server() {
+    stop();
+    fs::remove(err_path);
+  }
+  void stop() {
+    if (pid <= 0) return;
+    kill(pid, SIGCONT);
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    pid = -1;
+  }
+};
+
+std::unique_ptr<Server> start_server(std::vector<std::string> args, const std::string& name) {
+  auto s = std::make_unique<Server>();
+  static int serial = 0;
+  s->err_path = temp_path(name + std::to_string(++serial) + ".err");
+  fs::remove(s->err_path);  // never read a previous server's port
+  args.insert(args.end(), {"--addr", "127.0.0.1:0"});
+  s->pid = spawn(args, "/dev/null", s->err_path);
+  const std::regex re("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::smatch m;
+    const std::string err = read_file(s->err_path);
+    if (std::regex_search(err, m, re)) {
+      s->port = std::stoi(m[1]);
+      return s;
+    }
+    int status;
+    if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+      s->pid = -1;
+      return nullptr;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return nullptr;
+}
+
+std::unique_ptr<Server> start_echo_peer(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {echo_peer_bin()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return start_server(args, "echo_peer");
+}
+
+std::unique_ptr<Server> start_c10m_server(const std::string& name = "server") {
+  if (!fs::exists(C10M_SERVER_BIN)) return nullptr;
+  return start_server({C10M_SERVER_BIN, "--engine", "epoll"}, name);
+}
+
+// c10m-server when it starts and answers, else nullptr (tests then use echo_peer or skip).
+bool server_works() {
+  static const bool works = [] {
+    auto s = start_c10m_server("probe");
+    return s != nullptr;
+  }();
+  return works;
+}
+
+struct ClientRun {
+  int status = -1;
+  std::string out, err;
+  json result;
+};
+
+ClientRun run_client(std::vector<std::string> args, const std::string& name, std::chrono::seconds limit = 30s,
+                     const std::function<void(pid_t)>& during = nullptr) {
+  ClientRun r;
+  const std::string json_path = temp_path(name + ".json");
+  const std::string out_path = temp_path(name + ".out"), err_path = temp_path(name + ".stderr");
+  fs::remove(json_path);
+  args.insert(args.begin(), C10M_LOADCLIENT_BIN);
+  args.insert(args.end(), {"--json", json_path});
+  const pid_t pid = spawn(args, out_path, err_path);
+  if (during) during(pid);
+  r.status = wait_bounded(pid, limit);
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  const std::string text = read_file(json_path);
+  r.result = json::parse(text, nullptr, false);
+  for (auto& p : {json_path, out_path, err_path}) fs::remove(p);
+  return r;
+}
+
+TEST(LoadClientRun, CleanEchoMixHasNoMismatchOrError) {
+  auto peer = start_echo_peer();
+  ASSERT_TRUE(peer);
+  auto r = run_client({"--addr", peer->addr(), "--conns", "8", "--rate", "100", "--duration", "1s", "--op", "echo",
+                       "--payload", "0:0.1,64:0.6,4096:0.2,65535:0.1", "--seed", "9"},
+                      "clean");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.out << r.err;
+  const json& s = r.result["summary"];
+  EXPECT_EQ(s["mismatches"], 0);
+  EXPECT_EQ(s["errors"], 0);
+  EXPECT_EQ(s["conns"]["open"], 8);
+  EXPECT_EQ(r.result["totals"]["sent_measured"], r.result["totals"]["done_measured"]);
+  EXPECT_GT(r.result["totals"]["done_measured"].get<int>(), 0);
+  EXPECT_EQ(r.result["mode"], "open");
+  // Operator experience: the live line, the table, and the stamps in the JSON.
+  EXPECT_NE(r.err.find("conns 8/8"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("p99.9"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.result["host"].contains("git_commit"));
+  EXPECT_TRUE(r.result["host"].contains("kernel"));
+  EXPECT_FALSE(r.result["series"].empty());
+  EXPECT_EQ(r.result["processes"].size(), 1u);
+}
+
+TEST(LoadClientRun, CorruptedEchoIsCountedAsMismatch) {
+  auto peer = start_echo_peer({"--flip-every", "1000"});
+  ASSERT_TRUE(peer);
+  auto r = run_client({"--addr", peer->addr(), "--conns", "4", "--rate", "100", "--duration", "1s", "--op", "echo",
+                       "--payload", "200", "--quiet"},
+                      "flip");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  EXPECT_GT(r.result["summary"]["mismatches"].get<int>(), 0) << r.result["totals"].dump();
+  EXPECT_NE(r.out.find("mismatches"), std::string::npos);
+}
+
+// Coordinated omission: a server stopped for 200 ms in the middle of a fixed-rate run must
+// show in the tail (latency from the intended send time), and the same run in closed-loop
+// mode must say it is closed-loop.
+TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  const pid_t target = server->pid;
+  auto stall = [target](pid_t) {
+    std::this_thread::sleep_for(1000ms);
+    kill(target, SIGSTOP);
+    std::this_thread::sleep_for(200ms);
+    kill(target, SIGCONT);
+  };
+  auto open = run_client({"--addr", server->addr(), "--conns", "20", "--rate", "200", "--duration", "2s", "--op",
+                          "echo", "--quiet"},
+                         "stall_open", 30s, stall);
+  ASSERT_EQ(open.status, 0) << open.err;
+  ASSERT_FALSE(open.result.is_discarded()) << open.err;
+  EXPECT_EQ(open.result["mode"], "open");
+  EXPECT_FALSE(open.result["closed_loop"].get<bool>());
+  EXPECT_GE(open.result["summary"]["latency_us"]["p99"].get<double>(), 100'000.0) << open.out;
+  EXPECT_EQ(open.result["summary"]["mismatches"], 0);
+
+  auto closed = run_client({"--addr", server->addr(), "--conns", "20", "--inflight", "1", "--duration", "2s",
+                            "--op", "echo", "--quiet"},
+                           "stall_closed", 30s, stall);
+  ASSERT_EQ(closed.status, 0) << closed.err;
+  ASSERT_FALSE(closed.result.is_discarded()) << closed.err;
+  EXPECT_EQ(closed.result["mode"], "closed-loop");
+  EXPECT_TRUE(closed.result["closed_loop"].get<bool>());
+  EXPECT_NE(closed.result["label"].get<std::string>().find("CLOSED-LOOP"), std::string::npos);
+  EXPECT_NE(closed.out.find("CLOSED-LOOP (latency excludes queueing; not for SLO claims)"), std::string::npos)
+      << closed.out;
+  EXPECT_EQ(closed.result["summary"]["mismatches"], 0);
+}
+
+TEST(LoadClientRun, EveryOpValidatesAgainstTheServer) {
+  if (!server_works()) GTEST_SKIP() << "c10m-server not available";
+  auto server = start_c10m_server();
+  ASSERT_TRUE(server);
+  for (const char* op : {"ping", "echo", "sink", "stream", "fetch"}) {
+    std::vector<std::string> args = {"--addr", server->addr(), "--conns", "4",    "--rate", "50",
+                                     "--duration", "1s",        "--op",    op,    "--quiet", "--chunk", "1000"};
+    if (std::string(op) != "ping") args.insert(args.end(), {"--payload", "0:0.1,100:0.5,2500:0.3,65535:0.1"});
+    auto r = run_client(args, std::string("op_") + op);
+    ASSERT_EQ(r.status, 0) << op << r.err;
+    ASSERT_FALSE(r.result.is_discarded()) << op << r.err;
+    EXPECT_EQ(r.result["summary"]["mismatches"], 0) << op;
+    EXPECT_EQ(r.result["summary"]["errors"], 0) << op << r.result["totals"].dump();
+    EXPECT_EQ(r.result["totals"]["sent_measured"], r.result["totals"]["done_measured"]) << op;
+    EXPECT_GT(r.result["totals"]["done_measured"].get<int>(), 0) << op;
+  }
+}
+
+TEST(LoadClientRun, GoawayStopsSendingAndClosesCleanly) {
+  if (!server_works()) GTEST_SKIP() << "c10m-server not available";
+  auto server = start_c10m_server();
+  ASSERT_TRUE(server);
+  const pid_t target = server->pid;
+  auto r = run_client({"--addr", server->addr(), "--conns", "10", "--rate", "100", "--duration", "2s", "--quiet"},
+                      "goaway", 30s, [target](pid_t) {
+                        std::this_thread::sleep_for(800ms);
+                        kill(target, SIGTERM);
+                      });
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& t = r.result["totals"];
+  EXPECT_EQ(t["goaways"], 10) << t.dump();
+  EXPECT_EQ(t["unanswered"], 0) << t.dump();
+  EXPECT_EQ(t["unexpected_closes"], 0) << t.dump();
+  EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+  EXPECT_EQ(t["conns_open"], 0) << "every connection closed after its GOAWAY";
+  EXPECT_EQ(wait_bounded(server->pid, 10s), 0) << read_file(server->err_path);
+  server->pid = -1;
+}
+
+// Two server processes, four client processes, eight source IPs. Each process here may hold
+// 20,000 fds, of which a server needs a few for itself (it reports "at most ~19,991
+// connections"), so two servers hold 2 x 19,980 = 39,960 connections: the most that fits.
+TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
+  if (!server_works()) GTEST_SKIP() << "c10m-server not available";
+  auto a = start_c10m_server("server_a");
+  auto b = start_c10m_server("server_b");
+  ASSERT_TRUE(a && b);
+  constexpr int kConns = 39960;
+  auto r = run_client({"--addr", a->addr() + "," + b->addr(), "--procs", "4", "--conns", std::to_string(kConns),
+                       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "6s", "--quiet"},
+                      "forty_k", 40s);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& conns = r.result["summary"]["conns"];
+  EXPECT_EQ(conns["target"], kConns);
+  EXPECT_EQ(conns["open"], kConns) << r.result["totals"].dump();
+  EXPECT_EQ(conns["connect_failures"], 0);
+  ASSERT_EQ(r.result["processes"].size(), 4u);
+  int sum = 0;
+  std::set<int> pids;
+  for (const json& p : r.result["processes"]) {
+    EXPECT_EQ(p["conns_target"], kConns / 4);
+    EXPECT_EQ(p["conns_open"], kConns / 4) << p["connect_errors"];
+    sum += p["conns_open"].get<int>();
+    pids.insert(p["pid"].get<int>());
+  }
+  EXPECT_EQ(sum, kConns);
+  EXPECT_EQ(pids.size(), 4u) << "four distinct worker processes";
+  EXPECT_EQ(r.result["totals"]["conns_open"], kConns);
+}
+
+}  // namespace
