@@ -287,10 +287,14 @@ std::string RunReport::table() const {
                        target_rate(), static_cast<double>(totals.sent_measured) / window,
                        static_cast<double>(totals.done_measured) / window);
   const HdrHistogram& h = histogram;
-  out += fmt::format("  {:<16}p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (n={})\n", "latency",
-                     fmt_latency(h.value_at_percentile(50)), fmt_latency(h.value_at_percentile(90)),
-                     fmt_latency(h.value_at_percentile(99)), fmt_latency(h.value_at_percentile(99.9)),
-                     fmt_latency(h.value_at_percentile(99.99)), fmt_latency(h.max()), h.total_count());
+  if (h.total_count() == 0)
+    out += fmt::format("  {:<16}no samples ({})\n", "latency",
+                       c.active_target() == 0 ? "no active connections: an idle run" : "no reply completed");
+  else
+    out += fmt::format("  {:<16}p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (n={})\n", "latency",
+                       fmt_latency(h.value_at_percentile(50)), fmt_latency(h.value_at_percentile(90)),
+                       fmt_latency(h.value_at_percentile(99)), fmt_latency(h.value_at_percentile(99.9)),
+                       fmt_latency(h.value_at_percentile(99.99)), fmt_latency(h.max()), h.total_count());
   out += fmt::format("  {:<16}{} (connect failures {}, ERROR frames {}, unexpected closes {}, unanswered {})\n",
                      "errors", totals.errors(), totals.connect_failures(), totals.error_frame_count(),
                      totals.unexpected_closes, totals.unanswered);

@@ -25,6 +25,7 @@ namespace c10m::loadclient {
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+constexpr Nanos kPublishLag = 50 * kMillisecond;
 
 void on_interrupt(int) { g_interrupted.store(true); }
 
@@ -125,7 +126,8 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
       for (auto& w : workers) w->stop();
     }
     if (probe) probe->poll(now);
-    if (now >= next_tick) {
+    // Workers publish their samples at each whole second; read them a little after.
+    if (now >= next_tick + kPublishLag) {
       Totals cur;
       HdrHistogram interval;
       for (auto& w : workers) {
@@ -135,7 +137,7 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
       on_tick(tick++, cur, interval);
       next_tick += kSecond;
     }
-    Nanos wake = std::min(next_tick, now + 20 * kMillisecond);
+    Nanos wake = std::min(next_tick + kPublishLag, now + 20 * kMillisecond);
     if (probe) wake = std::min(wake, probe->next_due());
     sleep_until(wake);
   }
