@@ -100,7 +100,10 @@ int main(int argc, char** argv) {
   if (!o) return usage_error(fmt::format("--op '{}': expected ping|echo|sink|stream|fetch", op));
   cfg.op = *o;
   std::string err;
-  auto mix = PayloadMix::parse(payload, &err);
+  // A frame payload is at most 65535 bytes; a FETCH total is any u32 here (the client
+  // needs no buffer for it); a STREAM is built whole in the loop's scratch buffer.
+  const uint64_t max_payload = cfg.op == Op::kFetch ? 0xFFFFFFFFull : cfg.op == Op::kStream ? 16u << 20 : 65535u;
+  auto mix = PayloadMix::parse(payload, &err, max_payload);
   if (!mix) return usage_error(err);
   cfg.payload = *mix;
   if ((cfg.op == Op::kPing) && payload != "64" && payload != "0")

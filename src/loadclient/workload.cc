@@ -35,9 +35,10 @@ Nanos Schedule::next_gap(Rng& rng) const {
   return gap < 1.0 ? 1 : static_cast<Nanos>(gap);
 }
 
-std::optional<PayloadMix> PayloadMix::parse(std::string_view text, std::string* error) {
+std::optional<PayloadMix> PayloadMix::parse(std::string_view text, std::string* error, uint64_t max_size) {
+  const std::string original(text);
   auto fail = [&](const std::string& why) -> std::optional<PayloadMix> {
-    if (error) *error = fmt::format("--payload '{}': {}", text, why);
+    if (error) *error = fmt::format("--payload '{}': {}", original, why);
     return std::nullopt;
   };
   PayloadMix mix;
@@ -52,7 +53,7 @@ std::optional<PayloadMix> PayloadMix::parse(std::string_view text, std::string* 
       weight_text = item.substr(colon + 1);
     }
     const auto size = parse_size(size_text);
-    if (!size || *size > 65535) return fail(fmt::format("size '{}' is not 0..65535", size_text));
+    if (!size || *size > max_size) return fail(fmt::format("size '{}' is not 0..{}", size_text, max_size));
     double weight = 1.0;
     if (!weight_text.empty()) {
       auto [p, ec] = std::from_chars(weight_text.data(), weight_text.data() + weight_text.size(), weight);

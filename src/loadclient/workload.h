@@ -53,10 +53,11 @@ struct Schedule {
 };
 
 /// --payload: one size ("64", "4KiB") or a weighted mix ("64:0.9,4096:0.08,65535:0.02";
-/// weights are normalised). Sizes 0..65535.
+/// weights are normalised). Sizes 0..max_size (65535 for a frame payload; STREAM and FETCH
+/// totals may be larger).
 class PayloadMix {
  public:
-  static std::optional<PayloadMix> parse(std::string_view text, std::string* error);
+  static std::optional<PayloadMix> parse(std::string_view text, std::string* error, uint64_t max_size = 65535);
   uint32_t pick(Rng& rng) const;
   uint32_t max_size() const;
   const std::vector<std::pair<uint32_t, double>>& entries() const { return entries_; }  // size, weight
