@@ -261,6 +261,7 @@ class ServerProcess {
 
   uint16_t port() const { return port_; }
   pid_t pid() const { return pid_; }
+  bool running() { return pid_ > 0 && !exited(nullptr); }
   void signal(int sig) { ::kill(pid_, sig); }
 
   /// Waits for the exit; returns the exit code (128+sig when killed), or -1 on timeout.
