@@ -221,6 +221,7 @@ void Session::reply_empty(FrameType type, Nanos rx, Nanos now) {
 int Session::gather(iovec* iov, int max) const {
   int i = 0;
   for (const Block* b = out_.head; b != nullptr && i < max; b = b->next) {
+    if (b->size() == 0) continue;
     iov[i].iov_base = const_cast<uint8_t*>(b->data() + b->begin);
     iov[i].iov_len = b->size();
     ++i;
@@ -249,14 +250,24 @@ void Session::on_sent(size_t n, Nanos now) {
         for (uint32_t r = 0; r < m.requests; ++r) c->observe_service(now - m.rx);
       }
     }
-    if (h->begin == h->end) release_front(out_);
+    if (h->begin == h->end) {
+      if (h->next != nullptr) {
+        release_front(out_);
+      } else {
+        // Keep the last block for what pump() may queue next (FETCH pieces, held
+        // requests): no acquire/release per frame while a peer keeps reading.
+        h->begin = h->end = 0;
+        h->mark_head = h->mark_count = 0;
+      }
+    }
   }
   if (check_write_timeout(now)) return;
   pump(now);
+  if (out_bytes_ == 0) release_chain(out_);  // idle: no block held
 }
 
 Nanos Session::write_deadline() const {
-  if (out_.empty() || env_->limits.write_timeout == 0) return kNever;
+  if (out_bytes_ == 0 || env_->limits.write_timeout == 0) return kNever;
   const Block* h = out_.head;
   return add_sat(h->marks[h->mark_head].queued, env_->limits.write_timeout);
 }
