@@ -83,6 +83,20 @@ TEST_P(ServerTest, OneBytePerWriteGetsTheSameRepliesAsOneWrite) {
   EXPECT_EQ(bytewise.read_bytes(want.size()), want);
 }
 
+TEST_P(ServerTest, TuningFlagsKeepTheProtocolIntact) {
+  // One-byte reads, no pooling, no TCP_NODELAY, two SO_REUSEPORT loops, tiny write queue.
+  start({"--threads", "2", "--reuseport", "--pool=false", "--readbuf", "1", "--nodelay=false",
+         "--write-queue", "16", "--rcvbuf", "64KiB", "--sndbuf", "64KiB"});
+  const Bytes req = mixed_requests();
+  const Bytes want = mixed_replies();
+  std::vector<TestClient> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(connect());
+    ASSERT_TRUE(clients.back().write_all(req));
+  }
+  for (auto& c : clients) EXPECT_EQ(c.read_bytes(want.size()), want);
+}
+
 TEST_P(ServerTest, TenFramesInOneWrite) {
   start();
   TestClient c = connect();
