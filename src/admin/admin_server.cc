@@ -4,6 +4,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -120,6 +121,15 @@ std::string AdminServer::start() {
     port_ = static_cast<uint16_t>(want_port);
   }
   thread_ = std::thread([this] { http_->listen_after_bind(); });
+  // httplib's stop() is a no-op until the listening thread has marked itself running:
+  // wait for that, so that a stop() right after start() cannot leave it in accept().
+  for (int i = 0; i < 5000 && !http_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!http_->is_running()) {
+    stop();
+    return "the metrics server thread did not start";
+  }
   return "";
 }
 
