@@ -12,12 +12,15 @@
 #include <string>
 #include <thread>
 
+#include "admin/admin_server.h"
+#include "admin/profiling.h"
 #include "base/build_info.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/units.h"
 #include "core/server_config.h"
 #include "engine/engine.h"
+#include "metrics/shm_counter_region.h"
 #include "sys/socket.h"
 
 namespace {
@@ -113,6 +116,10 @@ int main(int argc, char** argv) {
   app.add_option("--write-timeout", write_to, "drop a connection whose output waited this long (0 = never)");
   app.add_option("--max-conns", cfg.max_conns, "connections beyond this get ERROR OVERLOADED (0 = no limit)");
   app.add_option("--drain-timeout", drain, "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
+  std::string metrics_addr = c10m::admin::kDefaultMetricsAddr;  // ADMIN-HOOK flag
+  CLI::Option* metrics_opt = app.add_option("--metrics-addr", metrics_addr,
+                 "side HTTP port for /metrics, /healthz, /debug/pprof/* (host:port, port 0 = any; "
+                 "'off' = none). Loopback by default: profiles expose internals");
 
   c10m::engine::EngineKind kind = c10m::engine::EngineKind::kEpoll;
   try {
@@ -141,11 +148,42 @@ int main(int argc, char** argv) {
   }
 
   // ADMIN-HOOK BEGIN
-  // Counter blocks the engine writes (one per worker thread). The admin server (metrics
-  // HTTP port) is created and started here, after the counters and before run(); it must
-  // be stopped (or destroyed) after run() returns, before main() returns.
-  auto counters = c10m::engine::make_heap_counter_slots(
-      c10m::engine::counter_slots_needed(kind, cfg));
+  // Counter blocks the engine writes live in a shared-memory region (metrics/
+  // shm_counter_region.h): worker 0 of 1 today; a multi-process supervisor creates it with
+  // one worker per process before forking, and this one /metrics sums them all. The admin
+  // server (side HTTP port, its own threads) starts here and is stopped by its destructor
+  // after run() returns (the engine, declared below, is destroyed first).
+  const bool metrics_on = metrics_addr != "off" && !metrics_addr.empty();
+  const bool metrics_addr_given = metrics_opt->count() > 0;
+  if (metrics_on) c10m::admin::ensure_heap_sampling(argv);  // may re-exec: no fd, no thread yet
+  std::string region_error;
+  std::shared_ptr<c10m::metrics::ShmCounterRegion> region =
+      c10m::metrics::ShmCounterRegion::create_anonymous(
+          "c10m-counters", 1, c10m::engine::counter_slots_needed(kind, cfg), &region_error);
+  if (!region) {
+    fmt::print(stderr, "c10m-server: {}\n", region_error);
+    return 1;
+  }
+  // Aliasing shared_ptr: points at worker 0's slots, keeps the region alive.
+  const std::shared_ptr<c10m::metrics::CounterSlots> counters(region, region->attach_worker(0));
+  std::unique_ptr<c10m::admin::AdminServer> admin;
+  if (metrics_on) {
+    admin = std::make_unique<c10m::admin::AdminServer>(c10m::admin::AdminConfig{metrics_addr},
+                                                       region.get());
+    if (std::string err = admin->start(); !err.empty()) {
+      if (metrics_addr_given) {
+        fmt::print(stderr, "c10m-server: {}\n", err);
+        return 1;
+      }
+      // The default port is taken (another server on this host): run without metrics.
+      c10m::log_warn("{}; serving without metrics (pass --metrics-addr to insist)", err);
+      admin.reset();
+    } else {
+      std::string host = metrics_addr.substr(0, metrics_addr.rfind(':'));
+      if (host == "localhost") host = "127.0.0.1";
+      fmt::print(stderr, "metrics on {}:{}\n", host, admin->port());
+    }
+  }
   // ADMIN-HOOK END
 
   std::unique_ptr<c10m::engine::Engine> engine;
