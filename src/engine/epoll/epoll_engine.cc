@@ -26,7 +26,12 @@ EpollEngine::EpollEngine(const core::ServerConfig& config, CounterSlots* counter
   shared_.drain_fd = drain_fd_.get();
 }
 
-EpollEngine::~EpollEngine() = default;
+EpollEngine::~EpollEngine() {
+  // A drain requested from another thread (the signal thread) may still be inside
+  // request_drain(): wait until it has written the eventfd before closing it.
+  if (drain_requested_.load())
+    while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
+}
 
 std::string EpollEngine::bind() {
   const size_t count = config_.reuseport ? static_cast<size_t>(threads_) : 1;
@@ -75,6 +80,7 @@ void EpollEngine::request_drain() {
   const uint64_t one = 1;
   ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
   (void)rc;
+  drain_written_.store(true, std::memory_order_release);
 }
 
 }  // namespace c10m::engine

@@ -38,6 +38,7 @@ class EpollEngine final : public Engine {
   std::vector<sys::Fd> listeners_;
   uint16_t port_ = 0;
   std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_
 };
 
 }  // namespace c10m::engine

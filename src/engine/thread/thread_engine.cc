@@ -63,7 +63,12 @@ ThreadEngine::ThreadEngine(const core::ServerConfig& config, CounterSlots* count
   stack_size_ = std::max<size_t>(config.thread_stack, PTHREAD_STACK_MIN) * kStackFactor;
 }
 
-ThreadEngine::~ThreadEngine() = default;
+ThreadEngine::~ThreadEngine() {
+  // A drain requested from another thread (the signal thread) may still be inside
+  // request_drain(): wait until it has written the eventfd before closing it.
+  if (drain_requested_.load())
+    while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
+}
 
 std::string ThreadEngine::bind() {
   std::vector<sys::Fd> fds;
@@ -79,6 +84,7 @@ void ThreadEngine::request_drain() {
   const uint64_t one = 1;
   ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
   (void)rc;
+  drain_written_.store(true, std::memory_order_release);
 }
 
 DrainReport ThreadEngine::run() {

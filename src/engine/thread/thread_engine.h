@@ -63,6 +63,7 @@ class ThreadEngine final : public Engine {
   size_t stack_size_;
 
   std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_
   std::atomic<Nanos> drain_at_{kNever};
   std::atomic<uint64_t> open_{0};
   std::atomic<uint64_t> closed_by_peer_{0};
