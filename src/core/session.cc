@@ -69,6 +69,11 @@ Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
 
 Session::~Session() { drop_everything(); }
 
+uint32_t Session::max_payload() const {
+  // A frame length is a u16 whatever the configuration says.
+  return std::min<uint32_t>(env_->limits.max_frame, proto::kMaxPayload);
+}
+
 size_t Session::block_capacity() const { return env_->pool->block_size() - sizeof(Block); }
 
 Session::Block* Session::new_block(Chain& c) {
@@ -492,9 +497,9 @@ void Session::handle_stream(const uint8_t* payload, Nanos rx, Nanos now) {
     fail(ErrorCode::kBadStream, "STREAM while a stream is open", CloseCause::kProtocolError, now);
     return;
   }
-  if (s.chunk == 0 || s.chunk > env_->limits.max_frame) {
+  if (s.chunk == 0 || s.chunk > max_payload()) {
     const auto r = fmt::format_to_n(reason, sizeof(reason), "STREAM chunk {} not in 1..{}", s.chunk,
-                                    env_->limits.max_frame);
+                                    max_payload());
     fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
     return;
   }
@@ -509,10 +514,10 @@ void Session::handle_stream(const uint8_t* payload, Nanos rx, Nanos now) {
 
 void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
   const proto::StreamSpec s = proto::parse_stream_spec(payload);
-  if (s.chunk == 0 || s.chunk > env_->limits.max_frame) {
+  if (s.chunk == 0 || s.chunk > max_payload()) {
     char reason[proto::kMaxErrorReason];
     const auto r = fmt::format_to_n(reason, sizeof(reason), "FETCH chunk {} not in 1..{}", s.chunk,
-                                    env_->limits.max_frame);
+                                    max_payload());
     fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
     return;
   }

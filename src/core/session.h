@@ -146,6 +146,7 @@ class Session : NonCopyable {
   void release_front(Chain& c);
   void release_chain(Chain& c);
   size_t block_capacity() const;
+  uint32_t max_payload() const;
 
   const SessionEnv* env_;
   Chain out_;                 // whole reply frames, unsent (marks live in the blocks)
