@@ -106,7 +106,12 @@ std::string AdminServer::start() {
   http_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   // SO_REUSEADDR without httplib's default SO_REUSEPORT: a second server on the same
   // admin port must fail to start, not silently split the scrapes.
-  http_->set_socket_options([](int fd) { sys::set_reuseaddr_only(fd); });
+  // TCP_NODELAY (inherited by accepted sockets): httplib writes headers and body
+  // separately, and Nagle + delayed ACK would add milliseconds to every scrape.
+  http_->set_socket_options([](int fd) {
+    sys::set_reuseaddr_only(fd);
+    sys::apply_socket_options(fd, sys::SocketOptions{});
+  });
   http_->set_keep_alive_max_count(100);
   install_routes();
 
