@@ -27,6 +27,10 @@ void* sym(const char* name) { return ::dlsym(RTLD_DEFAULT, name); }
 
 std::atomic<bool> g_cpu_busy{false};
 
+#ifdef C10M_NO_TCMALLOC
+// Sanitizer builds never link tcmalloc (and UBSan's vptr check would need its typeinfo).
+MallocExtension* malloc_extension() { return nullptr; }
+#else
 MallocExtension* malloc_extension() {
   static MallocExtension* const ext = [] {
     auto fn = reinterpret_cast<InstanceFn>(sym("_ZN15MallocExtension8instanceEv"));
@@ -39,6 +43,7 @@ MallocExtension* malloc_extension() {
   }();
   return ext;
 }
+#endif
 
 }  // namespace
 
@@ -66,7 +71,9 @@ std::string heap_profile(std::string* error) {
     return "";
   }
   std::string out;
+#ifndef C10M_NO_TCMALLOC
   ext->GetHeapSample(&out);
+#endif
   return out;
 }
 
