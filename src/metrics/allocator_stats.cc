@@ -41,6 +41,15 @@ void read_allocator_stats(AllocatorStats* out) {
     out->bytes_in_use = t.current_allocated_bytes;
     return;
   }
+  // Sanitizer runtimes replace malloc; mallinfo2 would describe glibc's unused arena.
+  using SanitizerBytesFn = size_t (*)();
+  static const auto sanitizer_bytes = reinterpret_cast<SanitizerBytesFn>(
+      ::dlsym(RTLD_DEFAULT, "__sanitizer_get_current_allocated_bytes"));
+  if (sanitizer_bytes != nullptr) {
+    out->allocator = "sanitizer";
+    out->bytes_in_use = sanitizer_bytes();
+    return;
+  }
   const struct mallinfo2 mi = ::mallinfo2();
   out->bytes_in_use = mi.uordblks + mi.hblkhd;
 }

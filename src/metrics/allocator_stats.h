@@ -3,7 +3,8 @@
 // glibc malloc: mallinfo2() (in-use bytes = uordblks + hblkhd). When the binary is linked
 // with tcmalloc (gperftools), its own figures through MallocExtension_GetNumericProperty,
 // found at run time with dlsym so that this library never links tcmalloc itself (the
-// server decides; sanitizer builds must not). Any thread; O(arenas) for glibc.
+// server decides; sanitizer builds must not). Under a sanitizer runtime, its allocator's
+// __sanitizer_get_current_allocated_bytes(). Any thread; O(arenas) for glibc.
 #include <cstdint>
 
 namespace c10m::metrics {
@@ -19,7 +20,7 @@ struct TcmallocStats {
 };
 
 struct AllocatorStats {
-  const char* allocator = "glibc";  // "glibc" | "tcmalloc"
+  const char* allocator = "glibc";  // "glibc" | "tcmalloc" | "sanitizer" (ASan/TSan runtime)
   uint64_t bytes_in_use = 0;        // bytes handed to the program and not yet freed
   bool has_tcmalloc = false;
   TcmallocStats tcmalloc;

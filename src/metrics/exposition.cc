@@ -165,8 +165,8 @@ void render_prometheus(const Scrape& s, std::string* out) {
   w.header("c10m_allocator_info", "gauge", "The allocator in use (label); always 1.");
   w.labeled("c10m_allocator_info", "allocator", s.allocator.allocator, 1);
   w.gauge("c10m_allocator_bytes_in_use",
-          "Heap bytes allocated and not freed (glibc mallinfo2 uordblks+hblkhd, or tcmalloc "
-          "generic.current_allocated_bytes) of the process serving /metrics.",
+          "Heap bytes allocated and not freed (glibc mallinfo2 uordblks+hblkhd, tcmalloc "
+          "generic.current_allocated_bytes, or the sanitizer allocator) of the process serving /metrics.",
           s.allocator.bytes_in_use);
   if (s.allocator.has_tcmalloc) {
     const TcmallocStats& m = s.allocator.tcmalloc;

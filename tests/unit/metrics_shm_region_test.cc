@@ -33,8 +33,10 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
   mine->slot(2)->frames[1].add(7);
   mine->slot(1)->conns_opened.add(4);
 
-  int pipe_fds[2];
-  ASSERT_EQ(pipe(pipe_fds), 0);
+  int done_pipe[2];  // child -> parent: counters written
+  int exit_pipe[2];  // parent -> child: gauges read, exit now
+  ASSERT_EQ(pipe(done_pipe), 0);
+  ASSERT_EQ(pipe(exit_pipe), 0);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
@@ -47,12 +49,12 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
     w->slot(0)->observe_service(1'000'000);
     // Tell the parent we are done, then stay alive until it has read our gauges.
     char c = 'x';
-    if (write(pipe_fds[1], &c, 1) != 1) _exit(2);
-    if (read(pipe_fds[0], &c, 1) < 0) _exit(3);
+    if (write(done_pipe[1], &c, 1) != 1) _exit(2);
+    if (read(exit_pipe[0], &c, 1) < 0) _exit(3);
     _exit(0);
   }
   char c;
-  ASSERT_EQ(read(pipe_fds[0], &c, 1), 1);
+  ASSERT_EQ(read(done_pipe[0], &c, 1), 1);
 
   CounterTotals t;
   region->collect(&t);
@@ -74,7 +76,7 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
   EXPECT_NE(text.find("c10m_bytes_in_total 3100\n"), std::string::npos);
 
   // Let the child exit; its counters stay, its gauges go.
-  ASSERT_EQ(write(pipe_fds[1], &c, 1), 1);
+  ASSERT_EQ(write(exit_pipe[1], &c, 1), 1);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -83,8 +85,7 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
   EXPECT_EQ(t.conns_opened, 10u);
   EXPECT_EQ(t.conns_open(), 4u);  // worker 1 is dead: its connections died with it
   EXPECT_EQ(region->worker_processes(), 1u);
-  close(pipe_fds[0]);
-  close(pipe_fds[1]);
+  for (int fd : {done_pipe[0], done_pipe[1], exit_pipe[0], exit_pipe[1]}) close(fd);
 }
 
 TEST(MetricsShmRegion, ExecedWorkerOpensByPathAndRestartKeepsCountersMonotonic) {
