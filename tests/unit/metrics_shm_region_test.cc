@@ -40,6 +40,8 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    close(done_pipe[0]);
+    close(exit_pipe[1]);
     CounterSlots* w = region->attach_worker(1);
     for (size_t s = 0; s < w->capacity(); ++s) {
       w->slot(s)->bytes_in.add(1000);
@@ -53,6 +55,9 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
     if (read(exit_pipe[0], &c, 1) < 0) _exit(3);
     _exit(0);
   }
+  // Only the child keeps these ends: a child that dies early gives EOF, not a hang.
+  close(done_pipe[1]);
+  close(exit_pipe[0]);
   char c;
   ASSERT_EQ(read(done_pipe[0], &c, 1), 1);
 
@@ -85,7 +90,7 @@ TEST(MetricsShmRegion, TwoProcessesSumThroughAnAnonymousRegion) {
   EXPECT_EQ(t.conns_opened, 10u);
   EXPECT_EQ(t.conns_open(), 4u);  // worker 1 is dead: its connections died with it
   EXPECT_EQ(region->worker_processes(), 1u);
-  for (int fd : {done_pipe[0], done_pipe[1], exit_pipe[0], exit_pipe[1]}) close(fd);
+  for (int fd : {done_pipe[0], exit_pipe[1]}) close(fd);
 }
 
 TEST(MetricsShmRegion, ExecedWorkerOpensByPathAndRestartKeepsCountersMonotonic) {

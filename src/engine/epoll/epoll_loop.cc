@@ -180,6 +180,9 @@ bool EpollLoop::flush(EpollConn* c, Nanos now) {
     for (int i = 0; i < cnt; ++i) want += iov[i].iov_len;
     const ssize_t n = sys::writev_some(c->fd, iov, cnt);
     if (n > 0) {
+      // A fresh clock read (vDSO, no syscall): frame_service_seconds ends when the kernel
+      // took the reply, not when this event began.
+      now = mono_now();
       s.on_sent(static_cast<size_t>(n), now);
       written += static_cast<size_t>(n);
       if (static_cast<size_t>(n) < want) break;        // kernel buffer full: EPOLLOUT
