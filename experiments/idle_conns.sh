@@ -26,7 +26,7 @@ fds_of() { ls "/proc/$1/fd" | wc -l; }
 rows=()
 for engine in $ENGINES; do
   $bin/c10m-server --engine "$engine" --addr 127.0.0.1:0 --idle-timeout 0 --threads 1 \
-    2>"$tmp/server-$engine.log" &
+    --metrics-addr 127.0.0.1:0 2>"$tmp/server-$engine.log" &
   spid=$!
   for _ in $(seq 100); do grep -q 'listening on' "$tmp/server-$engine.log" && break; sleep 0.1; done
   port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\).*/\1/p' "$tmp/server-$engine.log" | head -n1)
@@ -72,12 +72,14 @@ rows = [json.loads(r) for r in sys.argv[2:]]
 host = json.loads(subprocess.run(["bash", "scripts/host_record.sh"], capture_output=True, text=True).stdout)
 json.dump({"experiment": "idle_conns", "host": host, "runs": rows}, open("results/idle_conns.json", "w"), indent=2)
 print(f"{'engine':8} {'conns':>6} {'RSS before':>11} {'RSS held':>10} {'RSS B/conn':>10} "
-      f"{'slab B/conn':>11} {'kstack B/conn':>13} {'threads':>7} {'connect s':>9}")
+      f"{'slab B/pair':>11} {'kstack B/conn':>13} {'threads':>7} {'connect s':>9}")
 for r in rows:
     print(f"{r['engine']:8} {r['server_fds_held']:>6} {r['rss_before_bytes']/2**20:>9.1f}Mi "
           f"{r['rss_held_bytes']/2**20:>8.1f}Mi {r['rss_bytes_per_conn']:>10.0f} "
           f"{r['kernel_slab_bytes_per_conn']:>11.0f} {r['kernel_stack_bytes_per_conn']:>13.0f} "
           f"{r['server_threads']:>7} {r['connect_seconds']:>9.1f}")
     print(f"         {r['drain_report']}")
-print("(server fds held counts the connections plus the listener and std fds; results/idle_conns.json)")
+print("(fds held: the connections plus the listener and a few others. Slab: the kernel's socket memory for\n"
+      " both ends of each connection, client and server share this kernel. KernelStack: 16 KiB per thread.\n"
+      " Full record: results/idle_conns.json)")
 PY

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what is missing, then builds and
-# runs the whole suite in the release build and under ASan+UBSan, then fuzzes the decoder
-# and request logic for a bounded time. Exits non-zero on the first failure.
+# runs the whole suite in the release build and under ASan+UBSan, the threaded end-to-end
+# tests under TSan, then fuzzes the decoder and request logic for a bounded time.
+# Exits non-zero on the first failure.
 #   C10M_FUZZ_SECONDS  seconds for the session fuzzer (default 60; the frame fuzzer gets 1/3)
-#   C10M_SKIP_ASAN=1   skip the sanitizer pass (local iteration only; CI never sets it)
+#   C10M_SKIP_ASAN=1, C10M_SKIP_TSAN=1   skip a sanitizer pass (local iteration only; CI never sets them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -26,12 +27,26 @@ if [ "${C10M_SKIP_ASAN:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --preset asan -j "$jobs"
 fi
 
+if [ "${C10M_SKIP_TSAN:-0}" != 1 ]; then
+  # TSan where threads meet: the server (event loops or connection threads, the signal
+  # thread, the admin port), the load client's loops, and the metrics reader. The CPU
+  # profile test is left out: gperftools' SIGPROF sampler writes its buffer from whichever
+  # thread the signal lands on, which TSan reports as a race it cannot model.
+  step "TSan build (server, load client, their end-to-end tests)"
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan -j "$jobs" --target c10m-server c10m-loadclient server_test \
+    metrics_e2e_test loadclient_run_test metrics_shm_region_test
+  step "TSan tests"
+  ctest --preset tsan -j "$jobs" -R 'ServerTest|MetricsE2E|LoadClientRun|MetricsShmRegion' \
+    -E 'GooglePprof'
+fi
+
 step "libFuzzer (clang): session ${fuzz_seconds}s, frame reader $((fuzz_seconds / 3))s"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$jobs" --target session_fuzz frame_reader_fuzz
 mkdir -p build/fuzz/corpus-session build/fuzz/corpus-frame
 build/fuzz/tests/fuzz/session_fuzz -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-  build/fuzz/corpus-session tests/fuzz/corpus 2>&1 | tail -n 15
+  build/fuzz/corpus-session tests/fuzz/corpus/session 2>&1 | tail -n 15
 build/fuzz/tests/fuzz/frame_reader_fuzz -max_total_time=$((fuzz_seconds / 3)) \
-  build/fuzz/corpus-frame 2>&1 | tail -n 5
+  build/fuzz/corpus-frame tests/fuzz/corpus/frame_reader 2>&1 | tail -n 5
 step "all tests passed"
