@@ -2,7 +2,7 @@
 .PHONY: demo test build idle clean
 demo:            ## set up, build, run the ~20 s live demo (server + load + report + drain)
 	bash scripts/demo.sh
-test:            ## set up, build, run every test (release, ASan+UBSan) and the fuzzers
+test:            ## set up, build, run every test (release, ASan+UBSan, TSan) and the fuzzers
 	bash scripts/test.sh
 build:
 	bash scripts/setup.sh && cmake --preset release >/dev/null && cmake --build --preset release
