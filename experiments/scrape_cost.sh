@@ -3,10 +3,10 @@
 # Starts c10m-server (--metrics-addr 127.0.0.1:0), holds N idle TCP connections from a
 # Python client, and times 30 curls of /metrics for each N. The scrape sums per-thread
 # counter blocks, so the time should not grow with N.
-#   usage: experiments/scrape_cost.sh [BUILD_DIR]   (default build/metrics, or build)
+#   usage: experiments/scrape_cost.sh [BUILD_DIR]   (default build/release: `make build`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${1:-build/metrics}
+BUILD=${1:-build/release}
 [ -x "$BUILD/apps/c10m-server" ] || BUILD=build
 SERVER="$BUILD/apps/c10m-server"
 [ -x "$SERVER" ] || { echo "no $SERVER: build c10m-server first" >&2; exit 1; }
