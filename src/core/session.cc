@@ -51,6 +51,7 @@ struct Session::Block {
   uint32_t end = 0;
   uint16_t mark_head = 0;
   uint16_t mark_count = 0;
+  bool small = false;  // from env.small_pool (input only)
   Nanos rx = 0;
   Mark marks[kMarksPerBlock];
 
@@ -65,6 +66,9 @@ struct Session::Block {
 Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
   assert(env.pool != nullptr);
   assert(env.pool->block_size() >= sizeof(Block) + proto::kMaxFrame + 1);
+  assert(env.small_pool == nullptr || (env.small_pool->block_size() > sizeof(Block) + sizeof(part_) &&
+                                       env.small_pool->block_size() <= env.pool->block_size()));
+  static_assert(sizeof(Block) + kSessionSmallFrame <= kSessionSmallBlockSize);
 }
 
 Session::~Session() { drop_everything(); }
@@ -76,8 +80,16 @@ uint32_t Session::max_payload() const {
 
 size_t Session::block_capacity() const { return env_->pool->block_size() - sizeof(Block); }
 
-Session::Block* Session::new_block(Chain& c) {
-  Block* b = new (env_->pool->acquire()) Block();
+size_t Session::small_capacity() const {
+  return env_->small_pool == nullptr ? 0 : env_->small_pool->block_size() - sizeof(Block);
+}
+
+size_t Session::capacity(const Block* b) const { return b->small ? small_capacity() : block_capacity(); }
+
+Session::Block* Session::new_block(Chain& c, bool small) {
+  // Default-initialized: the marks are written before they are read.
+  Block* b = new ((small ? env_->small_pool : env_->pool)->acquire()) Block;
+  b->small = small;
   if (c.tail != nullptr) {
     c.tail->next = b;
   } else {
@@ -87,12 +99,17 @@ Session::Block* Session::new_block(Chain& c) {
   return b;
 }
 
+void Session::free_block(Block* b) {
+  BufferPool* pool = b->small ? env_->small_pool : env_->pool;
+  b->~Block();
+  pool->release(reinterpret_cast<uint8_t*>(b));
+}
+
 void Session::release_front(Chain& c) {
   Block* b = c.head;
   c.head = b->next;
   if (c.head == nullptr) c.tail = nullptr;
-  b->~Block();
-  env_->pool->release(reinterpret_cast<uint8_t*>(b));
+  free_block(b);
 }
 
 void Session::release_chain(Chain& c) {
@@ -104,6 +121,7 @@ void Session::drop_everything() {
   out_bytes_ = 0;
   release_chain(out_);
   release_chain(in_);
+  part_len_ = 0;
   discard_left_ = 0;
   fetch_chunk_ = 0;
 }
@@ -136,6 +154,7 @@ bool Session::request_in_flight() const {
 }
 
 bool Session::held_ends_mid_frame() const {
+  if (part_len_ != 0) return true;  // inline: always part of one frame
   if (in_.empty()) return false;
   // Walk the frame boundaries of the held bytes (they start at a boundary).
   size_t have = 0;
@@ -285,7 +304,7 @@ void Session::on_bytes(std::span<const uint8_t> in, Nanos now) {
   if (finished() || input_ != Input::kOpen || in.empty()) return;
   last_rx_ = now;
   while (!in.empty() && input_ == Input::kOpen) {
-    if (in_.empty()) {
+    if (!holds_input()) {
       // Fast path: process straight from the engine's buffer, keep only the rest.
       const size_t k = parse(in.data(), in.size(), now, now);
       in = in.subspan(k);
@@ -299,28 +318,97 @@ void Session::on_bytes(std::span<const uint8_t> in, Nanos now) {
     }
     // Held: one partial frame. Top it up with just what completes it, then go on
     // from the engine's buffer.
-    const size_t take = std::min(held_need(), in.size());
-    hold(in.first(take), now);
+    const size_t need = held_need();
+    const size_t take = std::min(need, in.size());
+    const size_t n = part_len_ + take;
+    if (part_len_ != 0 && (n <= sizeof(part_) || (n == sizeof(part_) + 1 && take == need))) {
+      top_up_inline(in.first(take), now);
+    } else {
+      hold(in.first(take), now);
+      drain_held(now);
+    }
     in = in.subspan(take);
-    drain_held(now);
   }
   refresh_frame_timer(now);
 }
 
 size_t Session::held_need() const {
-  const Block* b = in_.head;
-  const size_t have = b->size();
+  const uint8_t* p = part_;
+  size_t have = part_len_;
+  if (have == 0) {
+    const Block* b = in_.head;
+    p = b->data() + b->begin;
+    have = b->size();
+  }
   if (have < kHeaderSize) return kHeaderSize - have;
-  const size_t total = kHeaderSize + proto::parse_header(b->data() + b->begin).length;
+  const size_t total = kHeaderSize + proto::parse_header(p).length;
   return total > have ? total - have : 1;
 }
 
+/// Extends the frame held inline with `in` (at most what it needs) and parses it from the
+/// stack: no block is taken for a frame of up to sizeof(part_) + 1 bytes. The caller
+/// ensures the result fits inline unless it completes the frame.
+void Session::top_up_inline(std::span<const uint8_t> in, Nanos now) {
+  uint8_t f[sizeof(part_) + 1];
+  const size_t n = part_len_ + in.size();
+  assert(n <= sizeof(f));
+  std::memcpy(f, part_, part_len_);
+  std::memcpy(f + part_len_, in.data(), in.size());
+  part_len_ = 0;
+  const size_t k = parse(f, n, now, now);
+  if (k == 0 && input_ == Input::kOpen) {
+    // Still one partial frame (a whole one would have been taken).
+    assert(n <= sizeof(part_));
+    std::memcpy(part_, f, n);
+    part_len_ = static_cast<uint8_t>(n);
+  }
+}
+
+/// Keeps `in`, bytes that cannot be processed yet, after what is already held: inline
+/// while they are the first bytes of one frame and fit; else in a block sized for the
+/// first frame (small when it and everything held fit in one, moved into a big block when
+/// more comes).
 void Session::hold(std::span<const uint8_t> in, Nanos now) {
-  const size_t cap = block_capacity();
+  if (in.empty()) return;
+  if (in_.empty()) {
+    const size_t n = part_len_ + in.size();
+    if (n <= sizeof(part_)) {
+      std::memcpy(part_ + part_len_, in.data(), in.size());
+      part_len_ = static_cast<uint8_t>(n);
+      if (n < kHeaderSize || n < kHeaderSize + proto::parse_header(part_).length) return;
+      in = {};  // whole frames (held behind a FETCH or backpressure): into a block
+    }
+    size_t need = n;
+    if (n >= kHeaderSize) {
+      uint8_t h[kHeaderSize];
+      for (size_t i = 0; i < kHeaderSize; ++i) h[i] = i < part_len_ ? part_[i] : in[i - part_len_];
+      need = std::max(n, kHeaderSize + proto::parse_header(h).length);
+    }
+    Block* b = new_block(in_, need <= small_capacity());
+    std::memcpy(b->data(), part_, part_len_);
+    b->end = part_len_;
+    b->rx = now;
+    part_len_ = 0;
+  } else if (Block* h = in_.head; h->small && in.size() > small_capacity() - h->end) {
+    // The small block is the only one. Make room in it, or move into a big block.
+    const size_t have = h->size();
+    if (have + in.size() <= small_capacity()) {
+      std::memmove(h->data(), h->data() + h->begin, have);
+    } else {
+      in_ = Chain{};
+      Block* b = new_block(in_);
+      std::memcpy(b->data(), h->data() + h->begin, have);
+      b->rx = h->rx;
+      free_block(h);
+      h = b;
+    }
+    h->begin = 0;
+    h->end = static_cast<uint32_t>(have);
+  }
   while (!in.empty()) {
     Block* t = in_.tail;
-    if (t == nullptr || t->end == cap) t = new_block(in_);
-    const size_t k = std::min(in.size(), cap - t->end);
+    if (t == nullptr || t->end == capacity(t)) t = new_block(in_);
+    const size_t k = std::min(in.size(), capacity(t) - t->end);
     std::memcpy(t->data() + t->end, in.data(), k);
     t->end += static_cast<uint32_t>(k);
     t->rx = now;
@@ -329,6 +417,21 @@ void Session::hold(std::span<const uint8_t> in, Nanos now) {
 }
 
 void Session::drain_held(Nanos now) {
+  if (part_len_ != 0) {
+    // A partial frame inline (nothing in blocks). Its header may not have been examined
+    // (it arrived while blocked): examine it now. Only more bytes can complete it.
+    if (input_ == Input::kDead || finished() || !can_examine()) return;
+    const size_t n = part_len_;
+    const size_t k = parse(part_, n, now, now);
+    if (input_ == Input::kDead || finished()) return;
+    if (k == n) {
+      part_len_ = 0;  // the start of a SINK/CHUNK: discarded, the rest as it arrives
+    } else {
+      assert(k == 0);
+      if (input_ != Input::kOpen) drop_partial();  // no more bytes will come
+      return;
+    }
+  }
   while (!in_.empty() && input_ != Input::kDead && !finished()) {
     Block* b = in_.head;
     if (discard_left_ == 0 && !can_examine()) return;  // blocked: keep it for later
@@ -345,8 +448,9 @@ void Session::drain_held(Nanos now) {
       if (input_ != Input::kOpen) drop_partial();
       return;
     }
-    // An incomplete frame crossing into the next block: make it contiguous. A block
+    // An incomplete frame crossing into the next block: make it contiguous. A (big) block
     // holds more than one maximal frame, so after this the frame is complete.
+    assert(!b->small);
     const size_t cap = block_capacity();
     const size_t rest = b->size();
     std::memmove(b->data(), b->data() + b->begin, rest);
@@ -362,8 +466,7 @@ void Session::drain_held(Nanos now) {
       if (nb->begin == nb->end) {
         b->next = nb->next;
         if (in_.tail == nb) in_.tail = b;
-        nb->~Block();
-        env_->pool->release(reinterpret_cast<uint8_t*>(nb));
+        free_block(nb);
       }
     }
   }
@@ -373,8 +476,9 @@ void Session::drain_held(Nanos now) {
 }
 
 void Session::drop_partial() {
-  const bool partial = discard_left_ != 0 || !in_.empty();
+  const bool partial = discard_left_ != 0 || holds_input();
   release_chain(in_);
+  part_len_ = 0;
   discard_left_ = 0;
   frame_start_ = kNever;
   if (partial && input_ == Input::kEof) {
@@ -567,6 +671,7 @@ void Session::fail(ErrorCode code, std::string_view reason, CloseCause cause, Na
   input_ = Input::kDead;
   fetch_chunk_ = 0;
   release_chain(in_);
+  part_len_ = 0;
   discard_left_ = 0;
   frame_start_ = kNever;
   set_pending(cause);
@@ -578,13 +683,13 @@ void Session::set_pending(CloseCause c) {
 
 void Session::maybe_finish() {
   if (finished() || input_ == Input::kOpen) return;
-  if (out_bytes_ != 0 || fetch_active() || !in_.empty() || discard_left_ != 0) return;
+  if (out_bytes_ != 0 || fetch_active() || holds_input() || discard_left_ != 0) return;
   cause_ = pending_ == CloseCause::kNone ? CloseCause::kPeerClosed : pending_;
   drop_everything();
 }
 
 void Session::refresh_frame_timer(Nanos now) {
-  const bool partial = wants_read() && (discard_left_ != 0 || !in_.empty());
+  const bool partial = wants_read() && (discard_left_ != 0 || holds_input());
   if (!partial) {
     frame_start_ = kNever;
   } else if (frame_start_ == kNever) {

@@ -8,6 +8,13 @@
 // from the thread's BufferPool when needed and go back as soon as they are empty.
 // Bounds: queued output stays under limits.write_queue (plus at most one reply frame);
 // held input under one engine read (SessionEnv::read_chunk) plus one partial frame.
+// A partial frame costs memory in proportion to the frame, so that many slow peers
+// (slowloris) pin little: the first 14 bytes or fewer of a frame (a partial header, a
+// partial STREAM/FETCH, the start of any frame) stay inline in the Session, no block; a
+// partial frame of at most kSessionSmallFrame bytes (header included) is held in one small
+// block (SessionEnv::small_pool); only a partial frame larger than that (ECHO up to
+// max-frame), or input held behind backpressure or a FETCH, takes kSessionBlockSize
+// blocks. The frame timeout bounds how long any partial frame is held.
 //
 // Engine contract:
 //  1. on_bytes(in): call only while wants_read(). All of `in` is consumed (what cannot be
@@ -43,6 +50,8 @@ struct SessionEnv {
   SessionLimits limits;
   const ContentSource* content = nullptr;
   BufferPool* pool = nullptr;                  // blocks of kSessionBlockSize bytes
+  BufferPool* small_pool = nullptr;            // blocks of kSessionSmallBlockSize bytes for
+                                               // short partial frames; nullptr: use `pool`
   metrics::ThreadCounters* counters = nullptr;  // this thread's counters
   size_t read_chunk = 64 * 1024;               // the most bytes one on_bytes call passes
 };
@@ -50,6 +59,12 @@ struct SessionEnv {
 /// Size of the pooled blocks sessions use for input and output (engines create the pool
 /// with it). Holds one maximal frame (3 + 65535) with room to spare.
 constexpr size_t kSessionBlockSize = 128 * 1024;
+
+/// A partial frame of at most this many bytes (header included) is held in a small block.
+constexpr size_t kSessionSmallFrame = 4 * 1024;
+/// Size of the small pooled blocks (engines create `small_pool` with it): one frame of
+/// kSessionSmallFrame bytes plus the block's bookkeeping.
+constexpr size_t kSessionSmallBlockSize = 5 * 1024;
 
 /// Why a session finished; engines count and report these (drain report).
 enum class CloseCause : uint8_t {
@@ -65,7 +80,7 @@ enum class CloseCause : uint8_t {
 class Session : NonCopyable {
  public:
   Session(const SessionEnv& env, Nanos now);
-  ~Session();  // returns any held buffers to env.pool
+  ~Session();  // returns any held buffers to env.pool / env.small_pool
 
   // --- input ---
   bool wants_read() const;
@@ -123,7 +138,9 @@ class Session : NonCopyable {
   void drop_partial();
   size_t held_need() const;
   bool held_ends_mid_frame() const;
+  bool holds_input() const { return part_len_ != 0 || !in_.empty(); }
   void hold(std::span<const uint8_t> in, Nanos now);
+  void top_up_inline(std::span<const uint8_t> in, Nanos now);
   void pump(Nanos now);
   bool can_examine() const;
   bool fetch_active() const { return fetch_chunk_ != 0; }
@@ -142,15 +159,19 @@ class Session : NonCopyable {
   void maybe_finish();
   void drop_everything();
   void refresh_frame_timer(Nanos now);
-  Block* new_block(Chain& c);
+  Block* new_block(Chain& c, bool small = false);
+  void free_block(Block* b);
   void release_front(Chain& c);
   void release_chain(Chain& c);
   size_t block_capacity() const;
+  size_t small_capacity() const;
+  size_t capacity(const Block* b) const;
   uint32_t max_payload() const;
 
   const SessionEnv* env_;
   Chain out_;                 // whole reply frames, unsent (marks live in the blocks)
-  Chain in_;                  // held input: starts at a frame boundary (or inside a SINK/CHUNK)
+  Chain in_;                  // held input: starts at a frame boundary (or inside a SINK/CHUNK);
+                              // either one small block or big blocks only
   size_t out_bytes_ = 0;      // == queued_bytes()
   uint64_t stream_left_ = 0;  // bytes still owed by the open stream
   uint64_t fetch_left_ = 0;   // DATA bytes still to produce for the current FETCH
@@ -162,6 +183,10 @@ class Session : NonCopyable {
   uint32_t fetch_chunk_ = 0;    // 0: no FETCH producing
   uint32_t discard_left_ = 0;   // SINK/CHUNK payload bytes still to discard
   uint8_t discard_type_ = 0;
+  uint8_t part_len_ = 0;        // bytes in part_ (0 whenever in_ holds anything)
+  /// A short partial frame held inline: the first part_len_ bytes of one frame, never a
+  /// whole frame (a whole STREAM/FETCH, 15 bytes, is one more than fits).
+  uint8_t part_[proto::kHeaderSize + proto::kStreamPayloadSize - 1];
   Input input_ = Input::kOpen;
   CloseCause pending_ = CloseCause::kNone;  // why it will close once flushed
   CloseCause cause_ = CloseCause::kNone;    // set when finished

@@ -70,7 +70,9 @@ constexpr Nanos kTimeouts[] = {0, 1 * kSecond, 10 * kSecond};
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const auto content = make_pattern_source();
   FuzzedDataProvider fdp(data, size);
-  BufferPool pool(kSessionBlockSize, fdp.ConsumeBool());
+  const bool pooling = fdp.ConsumeBool();
+  BufferPool pool(kSessionBlockSize, pooling);
+  BufferPool small(kSessionSmallBlockSize, pooling);
   metrics::ThreadCounters counters;
   SessionEnv env;
   env.limits.max_frame = fdp.PickValueInArray(kMaxFrames);
@@ -81,6 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   env.content = fdp.ConsumeBool() ? content.get() : nullptr;
   env.pool = &pool;
   env.counters = fdp.ConsumeBool() ? &counters : nullptr;
+  env.small_pool = fdp.ConsumeIntegralInRange<int>(0, 3) == 0 ? nullptr : &small;
   env.read_chunk = 4096;
   // Whole frames beyond the limit: one reply (or DATA frame plus FETCH end), GOAWAY, ERROR.
   const size_t bound = env.limits.write_queue + proto::kMaxFrame + 3 + 3 + 3 + 1 + proto::kMaxErrorReason;
@@ -162,6 +165,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (s.finished() && s.close_cause() != CloseCause::kWriteTimeout) FUZZ_CHECK(!peer.reader.mid_frame());
   }
   FUZZ_CHECK(pool.outstanding() == 0);
+  FUZZ_CHECK(small.outstanding() == 0);
   if (env.counters != nullptr) {
     FUZZ_CHECK(counters.write_queue_bytes.load() == 0);
     FUZZ_CHECK(counters.bytes_out.load() == written);

@@ -91,10 +91,11 @@ std::vector<Frame> split_frames(const Bytes& b) {
 /// Drives one Session like an engine would, with fake time, and records what it writes.
 struct Driver {
   explicit Driver(SessionLimits limits = {}, const ContentSource* content = nullptr, bool pool_on = true)
-      : pool(kSessionBlockSize, pool_on) {
+      : pool(kSessionBlockSize, pool_on), small(kSessionSmallBlockSize, pool_on) {
     env.limits = limits;
     env.content = content;
     env.pool = &pool;
+    env.small_pool = &small;
     env.counters = &counters;
     session = std::make_unique<Session>(env, now);
   }
@@ -149,6 +150,7 @@ struct Driver {
   }
 
   BufferPool pool;
+  BufferPool small;
   metrics::ThreadCounters counters;
   SessionEnv env;
   Nanos now = 1000;
@@ -575,6 +577,7 @@ Bytes run_split(const Bytes& in, const std::vector<size_t>& cuts, SessionLimits 
   EXPECT_TRUE(d.session->finished());
   EXPECT_EQ(d.session->close_cause(), CloseCause::kPeerClosed);
   EXPECT_EQ(d.pool.outstanding(), 0u);
+  EXPECT_EQ(d.small.outstanding(), 0u);
   EXPECT_EQ(count(d.counters.write_queue_bytes), 0u);
   return d.out;
 }
@@ -1019,13 +1022,216 @@ TEST(SessionTest, IdleSessionHoldsNoBlock) {
     d.out.clear();
     d.flush();
     EXPECT_EQ(d.pool.outstanding(), 0u) << i;
+    EXPECT_EQ(d.small.outstanding(), 0u) << i;
   }
-  const Bytes f = frame(FrameType::kEcho, pattern(10));
+  // A partial frame is kept: inline, in a small block, or in a big one, by its size.
+  const Bytes f = frame(FrameType::kEcho, pattern(1000));
   d.session->on_bytes({f.data(), 2}, d.now);
-  EXPECT_EQ(d.pool.outstanding(), 1u);  // a partial header is kept
-  d.session->on_bytes({f.data() + 2, f.size() - 2}, d.now);
-  d.flush();
+  EXPECT_TRUE(d.session->request_in_flight());
+  EXPECT_EQ(d.pool.outstanding() + d.small.outstanding(), 0u);  // inline
+  d.session->on_bytes({f.data() + 2, 98}, d.now);
   EXPECT_EQ(d.pool.outstanding(), 0u);
+  EXPECT_EQ(d.small.outstanding(), 1u);
+  d.session->on_bytes({f.data() + 100, f.size() - 100}, d.now);
+  d.flush();
+  EXPECT_EQ(d.pool.outstanding() + d.small.outstanding(), 0u);
+  const Bytes g = frame(FrameType::kEcho, pattern(60000));
+  d.session->on_bytes({g.data(), 5000}, d.now);
+  EXPECT_EQ(d.pool.outstanding(), 1u);
+  EXPECT_EQ(d.small.outstanding(), 0u);
+  d.session->on_bytes({g.data() + 5000, g.size() - 5000}, d.now);
+  d.flush();
+  EXPECT_EQ(d.pool.outstanding() + d.small.outstanding(), 0u);
+  EXPECT_EQ(d.out, cat({f, g}));
+}
+
+// --- memory under slow peers (slowloris) ----------------------------------------------------
+
+/// One thread's sessions, all sharing an env, as an engine loop would hold them.
+struct Fleet {
+  Fleet(size_t n, bool small_pool) : pool(kSessionBlockSize, true), small(kSessionSmallBlockSize, true) {
+    env.pool = &pool;
+    env.small_pool = small_pool ? &small : nullptr;
+    env.counters = &counters;
+    for (size_t i = 0; i < n; ++i) sessions.push_back(std::make_unique<Session>(env, now));
+  }
+  /// Pooled bytes the sessions hold, per session.
+  size_t pooled_per_session() const {
+    return (pool.outstanding() * pool.block_size() + small.outstanding() * small.block_size()) / sessions.size();
+  }
+  /// Reads everything session `i` queued.
+  Bytes flush(size_t i) {
+    Session& s = *sessions[i];
+    Bytes out;
+    while (s.has_output() && !s.finished()) {
+      iovec iov[16];
+      const int n = s.gather(iov, 16);
+      size_t sent = 0;
+      for (int k = 0; k < n; ++k) {
+        const auto* p = static_cast<const uint8_t*>(iov[k].iov_base);
+        out.insert(out.end(), p, p + iov[k].iov_len);
+        sent += iov[k].iov_len;
+      }
+      s.on_sent(sent, now);
+    }
+    return out;
+  }
+
+  BufferPool pool;
+  BufferPool small;
+  metrics::ThreadCounters counters;
+  SessionEnv env;
+  Nanos now = 1000;
+  std::vector<std::unique_ptr<Session>> sessions;
+};
+
+struct SlowCase {
+  const char* name;
+  Bytes frame;
+  Bytes reply;
+  size_t sent;         // bytes of `frame` each peer sends, then stalls
+  size_t small_blocks;  // small blocks each session holds meanwhile
+};
+
+std::vector<SlowCase> slow_cases() {
+  const Bytes echo = frame(FrameType::kEcho, pattern(1000));
+  const Bytes echo4k = frame(FrameType::kEcho, pattern(kSessionSmallFrame - 3));
+  return {
+      {"1 byte of an ECHO header", echo, echo, 1, 0},
+      {"2 bytes of a PING header", frame(FrameType::kPing), frame(FrameType::kPing), 2, 0},
+      {"14 bytes of a FETCH", frame(FrameType::kFetch, spec(10, 4)), fetch_reply(10, 4), 14, 0},
+      {"14 bytes of a STREAM", frame(FrameType::kStream, spec(0, 4)), frame(FrameType::kStream), 14, 0},
+      {"14 bytes of a 1000-byte ECHO", echo, echo, 14, 0},
+      {"100 bytes of a 1000-byte ECHO", echo, echo, 100, 1},
+      {"all but 1 byte of a 4 KiB ECHO", echo4k, echo4k, echo4k.size() - 1, 1},
+  };
+}
+
+TEST(SessionTest, SlowPeersHoldNoBigBlockForShortFrames) {
+  for (const SlowCase& c : slow_cases()) {
+    SCOPED_TRACE(c.name);
+    Fleet f(1000, /*small_pool=*/true);
+    for (auto& s : f.sessions) s->on_bytes({c.frame.data(), c.sent}, f.now);
+    EXPECT_EQ(f.pool.outstanding(), 0u);
+    EXPECT_EQ(f.small.outstanding(), c.small_blocks * f.sessions.size());
+    EXPECT_LE(f.pooled_per_session(), c.small_blocks * kSessionSmallBlockSize);
+    for (auto& s : f.sessions) {
+      EXPECT_TRUE(s->request_in_flight());
+      EXPECT_TRUE(s->wants_read());
+      EXPECT_NE(s->next_deadline(), kNever);  // the frame timeout bounds it
+    }
+    // The rest arrives (session i splits it at a different point): the same replies.
+    const size_t rest = c.frame.size() - c.sent;
+    for (size_t i = 0; i < f.sessions.size(); ++i) {
+      const size_t cut = c.sent + i % (rest + 1);
+      f.sessions[i]->on_bytes({c.frame.data() + c.sent, cut - c.sent}, f.now);
+      f.sessions[i]->on_bytes({c.frame.data() + cut, c.frame.size() - cut}, f.now);
+      ASSERT_EQ(f.flush(i), c.reply) << "session " << i;
+      EXPECT_FALSE(f.sessions[i]->request_in_flight());
+    }
+    EXPECT_EQ(count(f.counters.frames[c.frame[0]]), f.sessions.size());
+    EXPECT_EQ(f.pool.outstanding() + f.small.outstanding(), 0u);
+  }
+}
+
+TEST(SessionTest, WithoutASmallPoolOnlyTheInlineCasesAvoidBigBlocks) {
+  for (const SlowCase& c : slow_cases()) {
+    SCOPED_TRACE(c.name);
+    Fleet f(10, /*small_pool=*/false);
+    for (auto& s : f.sessions) s->on_bytes({c.frame.data(), c.sent}, f.now);
+    EXPECT_EQ(f.pool.outstanding(), c.small_blocks * f.sessions.size());
+    EXPECT_EQ(f.small.outstanding(), 0u);
+    for (size_t i = 0; i < f.sessions.size(); ++i) {
+      f.sessions[i]->on_bytes({c.frame.data() + c.sent, c.frame.size() - c.sent}, f.now);
+      ASSERT_EQ(f.flush(i), c.reply);
+    }
+    EXPECT_EQ(f.pool.outstanding(), 0u);
+  }
+}
+
+TEST(SessionTest, LargePartialEchoTakesABigBlock) {
+  Fleet f(10, /*small_pool=*/true);
+  const Bytes echo = frame(FrameType::kEcho, pattern(20000));
+  for (auto& s : f.sessions) s->on_bytes({echo.data(), 100}, f.now);  // the header says 20003
+  EXPECT_EQ(f.pool.outstanding(), 10u);
+  EXPECT_EQ(f.small.outstanding(), 0u);
+  for (size_t i = 0; i < f.sessions.size(); ++i) {
+    f.sessions[i]->on_bytes({echo.data() + 100, echo.size() - 100}, f.now);
+    EXPECT_EQ(f.flush(i), echo);
+  }
+  EXPECT_EQ(f.pool.outstanding() + f.small.outstanding(), 0u);
+}
+
+TEST(SessionTest, EverySplitPointOfEachFrameSize) {
+  std::vector<Bytes> frames = {frame(FrameType::kPing), frame(FrameType::kStream, spec(3, 2)),
+                               frame(FrameType::kFetch, spec(5, 2)), frame(FrameType::kSink, pattern(20))};
+  for (size_t len : {size_t{0}, size_t{1}, size_t{11}, size_t{12}, size_t{13}, size_t{100}, kSessionSmallFrame - 4,
+                     kSessionSmallFrame - 3, kSessionSmallFrame - 2, kSessionSmallBlockSize, size_t{65535}}) {
+    frames.push_back(frame(FrameType::kEcho, pattern(len, static_cast<uint8_t>(len))));
+  }
+  const Bytes ping = frame(FrameType::kPing);
+  for (bool small_pool : {true, false}) {
+    for (const Bytes& fr : frames) {
+      const Bytes want = run_split(fr, {}, no_timeouts());
+      // Every cut of small frames; around the ends and a sample in between for big ones.
+      for (size_t a = 0; a <= fr.size(); a += (a < 40 || fr.size() - a < 40) ? 1 : 997) {
+        Driver d(no_timeouts());
+        if (!small_pool) d.env.small_pool = nullptr;
+        d.feed({fr.begin(), fr.begin() + static_cast<ptrdiff_t>(a)});
+        d.feed({fr.begin() + static_cast<ptrdiff_t>(a), fr.end()});
+        d.feed(ping);  // and the next frame after it
+        d.flush();
+        ASSERT_EQ(d.out, cat({want, ping})) << "size " << fr.size() << " cut " << a << " small " << small_pool;
+        ASSERT_EQ(d.pool.outstanding() + d.small.outstanding(), 0u);
+      }
+    }
+  }
+  // Every pair of cuts through two pipelined short frames.
+  const Bytes two = cat({frame(FrameType::kEcho, pattern(13)), frame(FrameType::kFetch, spec(3, 2))});
+  const Bytes want = cat({frame(FrameType::kEcho, pattern(13)), fetch_reply(3, 2)});
+  for (size_t a = 0; a <= two.size(); ++a) {
+    for (size_t b = a; b <= two.size(); ++b) ASSERT_EQ(run_split(two, {a, b}, no_timeouts()), want) << a << "," << b;
+  }
+}
+
+TEST(SessionTest, ShortPartialHeldBehindBackpressureIsExaminedWhenUnblocked) {
+  SessionLimits l = no_timeouts();
+  l.write_queue = 1;
+  Driver d(l);
+  // The PING reply blocks the session; the bad PING header behind it is kept inline.
+  d.session->on_bytes(cat({frame(FrameType::kPing), header(0x01, 5)}), d.now);
+  EXPECT_FALSE(d.session->wants_read());
+  EXPECT_EQ(d.small.outstanding(), 0u);
+  d.flush();
+  EXPECT_TRUE(d.session->finished());
+  const auto frames = split_frames(d.out);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[1].type, 0xFF);
+  EXPECT_EQ(frames[1].payload[0], 0x03);  // BAD_LENGTH, as when it arrives unblocked
+}
+
+TEST(SessionTest, HeldSmallBlockGrowsAndCompacts) {
+  SessionLimits l = no_timeouts();
+  l.write_queue = 1;  // every reply blocks: what follows it is held
+  for (size_t echo_len : {size_t{2000}, size_t{6000}}) {
+    Driver d(l);
+    Bytes pings;
+    for (int i = 0; i < 1000; ++i) pings = cat({pings, frame(FrameType::kPing)});
+    const Bytes echo = frame(FrameType::kEcho, pattern(echo_len));
+    const Bytes head = cat({pings, Bytes(echo.begin(), echo.begin() + 100)});
+    d.session->on_bytes(head, d.now);
+    EXPECT_EQ(d.small.outstanding(), 1u);  // the PINGs behind the first and the ECHO's start
+    d.flush();
+    EXPECT_TRUE(d.session->wants_read());
+    // All but the last byte: compacted in the small block (2000) or moved to a big one.
+    d.feed({echo.begin() + 100, echo.end() - 1});
+    EXPECT_EQ(d.small.outstanding(), echo_len == 2000 ? 1u : 0u);
+    EXPECT_EQ(d.pool.outstanding(), echo_len == 2000 ? 0u : 1u);
+    d.feed({echo.end() - 1, echo.end()});
+    d.flush();
+    EXPECT_EQ(d.out, cat({pings, echo})) << echo_len;
+    EXPECT_EQ(d.pool.outstanding() + d.small.outstanding(), 0u);
+  }
 }
 
 TEST(SessionTest, DestroyWithQueuedOutputReturnsEverything) {

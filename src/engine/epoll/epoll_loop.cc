@@ -27,11 +27,13 @@ EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener
       exclusive_listener_(exclusive_listener),
       counters_(counters),
       pool_(core::kSessionBlockSize, shared->config->pool),
+      small_pool_(core::kSessionSmallBlockSize, shared->config->pool),
       scratch_(new uint8_t[shared->config->readbuf]),
       wheel_(mono_now()) {
   env_.limits = config_.limits;
   env_.content = shared->content;
   env_.pool = &pool_;
+  env_.small_pool = &small_pool_;
   env_.counters = counters_;
   env_.read_chunk = config_.readbuf;
 }

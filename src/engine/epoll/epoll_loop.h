@@ -91,6 +91,7 @@ class EpollLoop : NonCopyable {
   metrics::ThreadCounters* counters_;
   int epfd_ = -1;
   BufferPool pool_;
+  BufferPool small_pool_;  // short partial frames (core::kSessionSmallBlockSize)
   std::unique_ptr<uint8_t[]> scratch_;
   core::SessionEnv env_;
   TimingWheel wheel_;

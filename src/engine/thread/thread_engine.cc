@@ -269,11 +269,13 @@ bool ThreadEngine::serve(Conn* c) {
                                 : kWriteSlice;
   sys::set_io_timeouts(fd, 0, write_slice);
   BufferPool pool(core::kSessionBlockSize, config_.pool, 1);
+  BufferPool small_pool(core::kSessionSmallBlockSize, config_.pool, 1);
   std::unique_ptr<uint8_t[]> buf(new uint8_t[config_.readbuf]);  // off the small stack
   core::SessionEnv env;
   env.limits = config_.limits;
   env.content = content_.get();
   env.pool = &pool;
+  env.small_pool = &small_pool;
   env.counters = counters;
   env.read_chunk = config_.readbuf;
 
