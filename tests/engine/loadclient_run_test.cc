@@ -278,15 +278,18 @@ TEST(LoadClientRun, GoawayStopsSendingAndClosesCleanly) {
   server->pid = -1;
 }
 
-// Two server processes, four client processes, eight source IPs. Each process here may hold
-// 20,000 fds, of which a server needs a few for itself (it reports "at most ~19,991
-// connections"), so two servers hold 2 x 19,980 = 39,960 connections: the most that fits.
+// Two server processes, four client processes, eight source IPs: 40,000 established TCP
+// connections. Each process here may hold 20,000 fds, of which a server needs a few for
+// itself (it reports "at most ~19,98x connections"), so each server accepts up to its fd
+// limit and the last few dozen connections stay established in its listen backlog: the
+// kernel completes a handshake without an fd, while the server counts EMFILE, backs off and
+// keeps serving. The client's view (all 40,000 open) is what this test checks.
 TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
   if (!server_works()) GTEST_SKIP() << "c10m-server not available";
   auto a = start_c10m_server("server_a");
   auto b = start_c10m_server("server_b");
   ASSERT_TRUE(a && b);
-  constexpr int kConns = 39960;
+  constexpr int kConns = 40000;
   auto r = run_client({"--addr", a->addr() + "," + b->addr(), "--procs", "4", "--conns", std::to_string(kConns),
                        "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "6s", "--quiet"},
                       "forty_k", 40s);
