@@ -8,7 +8,7 @@
 #   usage: experiments/slowloris_memory.sh [N=5000] [ENGINE=epoll] [PREFIX_HEX=02] [SERVER]
 #   PREFIX_HEX: 02 = first header byte of an ECHO; 0600 0c00 0000 0000 0000 0a00 0000
 #   (14 bytes of a FETCH); "echo100" = the first 100 bytes of a 1000-byte ECHO.
-#   SERVER defaults to build/core2/apps/c10m-server, else build/release, else build.
+#   SERVER defaults to build/release/apps/c10m-server (`make build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
@@ -16,7 +16,7 @@ ENGINE=${2:-epoll}
 PREFIX=${3-02}
 SERVER=${4:-}
 if [ -z "$SERVER" ]; then
-  for b in build/core2 build/release build; do
+  for b in build/release build; do
     [ -x "$b/apps/c10m-server" ] && { SERVER="$b/apps/c10m-server"; break; }
   done
 fi
