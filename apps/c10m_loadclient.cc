@@ -1,8 +1,8 @@
 // c10m-loadclient: open-model load generator with HDR latency (docs/LOADCLIENT.md).
 // main() and flags only; the work is in src/loadclient.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
 
@@ -31,46 +31,65 @@ int main(int argc, char** argv) {
   bool quiet = false, version = false;
   int64_t worker_t0 = 0;
 
-  app.add_option("--addr", addrs, "server address host:port; several (repeated or comma separated): "
-                                  "connections are spread round-robin")
+  app.add_option("--addr", addrs,
+                 "server address host:port; several (repeated or comma separated): "
+                 "connections are spread round-robin")
       ->delimiter(',');
-  app.add_option("--conns", cfg.conns, "connections to open (all processes)")->capture_default_str();
-  app.add_option("--active-frac", cfg.active_frac, "share of connections that send; the rest stay idle")
+  app.add_option("--conns", cfg.conns, "connections to open (all processes)")
+      ->capture_default_str();
+  app.add_option("--active-frac", cfg.active_frac,
+                 "share of connections that send; the rest stay idle")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   app.add_option("--rate", cfg.rate, "requests/s per active connection (open model)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--inflight", cfg.inflight,
-                 "CLOSED-LOOP mode: keep K requests in flight per connection (peak throughput; latency "
-                 "excludes queueing, not for SLO claims)");
+  app.add_option(
+      "--inflight", cfg.inflight,
+      "CLOSED-LOOP mode: keep K requests in flight per connection (peak throughput; latency "
+      "excludes queueing, not for SLO claims)");
   app.add_option("--op", op, "request type: ping|echo|sink|stream|fetch")->capture_default_str();
   app.add_option("--payload", payload,
-                 "payload size, or a seeded mix like 64:0.9,4096:0.08,65535:0.02 (stream/fetch: total bytes)")
+                 "payload size, or a seeded mix like 64:0.9,4096:0.08,65535:0.02 (stream/fetch: "
+                 "total bytes)")
       ->capture_default_str();
   app.add_option("--chunk", chunk, "STREAM/FETCH chunk size (1..65535)")->capture_default_str();
-  app.add_option("--schedule", schedule, "send schedule: fixed (interval with seeded jitter) | poisson")
+  app.add_option("--schedule", schedule,
+                 "send schedule: fixed (interval with seeded jitter) | poisson")
       ->capture_default_str();
   app.add_option("--jitter", cfg.schedule.jitter, "fixed schedule: each gap scaled by U[1-j, 1+j]")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  app.add_option("--duration", duration, "measured time after warm-up (the run always ends)")->capture_default_str();
-  app.add_option("--warmup", warmup, "leading time whose samples are left out")->capture_default_str();
-  app.add_option("--ramp", cfg.ramp, "connections opened per second, all processes (0: as fast as possible)")
+  app.add_option("--duration", duration, "measured time after warm-up (the run always ends)")
       ->capture_default_str();
-  app.add_option("--threads", cfg.threads, "event loops per process")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--warmup", warmup, "leading time whose samples are left out")
+      ->capture_default_str();
+  app.add_option("--ramp", cfg.ramp,
+                 "connections opened per second, all processes (0: as fast as possible)")
+      ->capture_default_str();
+  app.add_option("--threads", cfg.threads, "event loops per process")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   app.add_option("--procs", cfg.procs, "processes (each has its own fd table; results are merged)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  app.add_option("--srcips", srcips, "source IPs, list or range: 127.0.0.2-127.0.0.60 (IP_BIND_ADDRESS_NO_PORT)");
-  app.add_option("--seed", cfg.seed, "seed for payload bytes, mixes and schedules")->capture_default_str();
-  app.add_flag("--nodelay,!--no-nodelay", cfg.nodelay, "TCP_NODELAY on client sockets (default on)");
-  app.add_flag("--reconnect", cfg.reconnect, "after GOAWAY or a server close, open a new connection");
-  app.add_option("--connect-timeout", connect_timeout, "give up on a connect after this long")->capture_default_str();
-  app.add_option("--grace", grace, "after the last send, wait this long for owed replies")->capture_default_str();
+  app.add_option("--srcips", srcips,
+                 "source IPs, list or range: 127.0.0.2-127.0.0.60 (IP_BIND_ADDRESS_NO_PORT)");
+  app.add_option("--seed", cfg.seed, "seed for payload bytes, mixes and schedules")
+      ->capture_default_str();
+  app.add_flag("--nodelay,!--no-nodelay", cfg.nodelay,
+               "TCP_NODELAY on client sockets (default on)");
+  app.add_flag("--reconnect", cfg.reconnect,
+               "after GOAWAY or a server close, open a new connection");
+  app.add_option("--connect-timeout", connect_timeout, "give up on a connect after this long")
+      ->capture_default_str();
+  app.add_option("--grace", grace, "after the last send, wait this long for owed replies")
+      ->capture_default_str();
   app.add_option("--json", cfg.json_path, "write the full result as JSON to this file");
-  app.add_option("--hgrm", cfg.hgrm_path, "write the latency percentile distribution (HdrHistogram format)");
-  app.add_option("--server-pid", cfg.server_pid, "sample this server process's CPU and RSS (Linux /proc)");
+  app.add_option("--hgrm", cfg.hgrm_path,
+                 "write the latency percentile distribution (HdrHistogram format)");
+  app.add_option("--server-pid", cfg.server_pid,
+                 "sample this server process's CPU and RSS (Linux /proc)");
   app.add_flag("--quiet", quiet, "no live line on stderr");
   app.add_flag("--version", version, "print the version and exit");
   app.add_option("--worker-index", cfg.worker_index)->group("");
@@ -92,7 +111,8 @@ int main(int argc, char** argv) {
   if (addrs.empty()) return usage_error("--addr is required");
   for (const auto& a : addrs) {
     auto ep = sys::parse_ipv4_endpoint(a);
-    if (!ep || ep->sin_port == 0) return usage_error(fmt::format("--addr '{}': expected host:port", a));
+    if (!ep || ep->sin_port == 0)
+      return usage_error(fmt::format("--addr '{}': expected host:port", a));
     cfg.addrs.push_back(*ep);
     cfg.addr_text.push_back(a);
   }
@@ -102,14 +122,17 @@ int main(int argc, char** argv) {
   std::string err;
   // A frame payload is at most 65535 bytes; a FETCH total is any u32 here (the client
   // needs no buffer for it); a STREAM is built whole in the loop's scratch buffer.
-  const uint64_t max_payload = cfg.op == Op::kFetch ? 0xFFFFFFFFull : cfg.op == Op::kStream ? 16u << 20 : 65535u;
+  const uint64_t max_payload = cfg.op == Op::kFetch    ? 0xFFFFFFFFull
+                               : cfg.op == Op::kStream ? 16u << 20
+                                                       : 65535u;
   auto mix = PayloadMix::parse(payload, &err, max_payload);
   if (!mix) return usage_error(err);
   cfg.payload = *mix;
   if ((cfg.op == Op::kPing) && payload != "64" && payload != "0")
     return usage_error("--payload does not apply to --op ping (PING has no payload)");
   auto c = parse_size(chunk);
-  if (!c || *c < 1 || *c > 65535) return usage_error(fmt::format("--chunk '{}': expected 1..65535", chunk));
+  if (!c || *c < 1 || *c > 65535)
+    return usage_error(fmt::format("--chunk '{}': expected 1..65535", chunk));
   cfg.chunk = static_cast<uint32_t>(*c);
   auto sk = parse_schedule_kind(schedule);
   if (!sk) return usage_error(fmt::format("--schedule '{}': expected fixed|poisson", schedule));
@@ -125,7 +148,9 @@ int main(int argc, char** argv) {
                    {"--grace", &grace, &cfg.grace}};
   for (auto& d : durations) {
     auto v = parse_duration(*d.text);
-    if (!v) return usage_error(fmt::format("{} '{}': expected a duration like 500ms, 10s, 5m", d.flag, *d.text));
+    if (!v)
+      return usage_error(
+          fmt::format("{} '{}': expected a duration like 500ms, 10s, 5m", d.flag, *d.text));
     *d.out = *v;
   }
   if (cfg.duration <= 0) return usage_error("--duration must be > 0 (every run ends by itself)");

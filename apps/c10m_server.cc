@@ -36,13 +36,16 @@ struct BadFlag {
 
 Nanos duration_flag(const char* flag, const std::string& text) {
   auto d = c10m::parse_duration(text);
-  if (!d) throw BadFlag{fmt::format("{}: '{}' is not a duration (Go style: 500ms, 10s, 5m; 0 = never)", flag, text)};
+  if (!d)
+    throw BadFlag{fmt::format("{}: '{}' is not a duration (Go style: 500ms, 10s, 5m; 0 = never)",
+                              flag, text)};
   return *d;
 }
 
 uint64_t size_flag(const char* flag, const std::string& text, uint64_t min, uint64_t max) {
   auto s = c10m::parse_size(text);
-  if (!s) throw BadFlag{fmt::format("{}: '{}' is not a size (bytes, or with KiB/MiB/GiB)", flag, text)};
+  if (!s)
+    throw BadFlag{fmt::format("{}: '{}' is not a size (bytes, or with KiB/MiB/GiB)", flag, text)};
   if (*s < min || *s > max)
     throw BadFlag{fmt::format("{}: {} is out of range ({}..{})", flag, text, min, max)};
   return *s;
@@ -91,35 +94,48 @@ int main(int argc, char** argv) {
   uint32_t max_frame = 65535;
 
   CLI::App app{"c10m-server: framed TCP server (see docs/PROTOCOL.md)", "c10m-server"};
-  app.set_version_flag("--version", fmt::format("c10m-server {} (commit {}, {})",
-                                                c10m::version_string(), c10m::git_commit(),
-                                                c10m::compiler_string()));
+  app.set_version_flag("--version",
+                       fmt::format("c10m-server {} (commit {}, {})", c10m::version_string(),
+                                   c10m::git_commit(), c10m::compiler_string()));
   app.option_defaults()->always_capture_default();
   app.add_option("--addr", cfg.addr, "listen address host:port (port 0: any free port)");
-  app.add_option("--engine", engine_name, "I/O engine: epoll (event loops) or thread (one thread per connection)")
+  app.add_option("--engine", engine_name,
+                 "I/O engine: epoll (event loops) or thread (one thread per connection)")
       ->check(CLI::IsMember({"epoll", "thread"}));
   app.add_option("--threads", cfg.threads, "epoll event loops; 0 = one per core")
       ->check(CLI::Range(0, 1024));
-  app.add_flag("--reuseport", cfg.reuseport, "epoll: one SO_REUSEPORT listener per loop instead of one shared");
-  app.add_flag("--nodelay", cfg.nodelay, "TCP_NODELAY on accepted sockets, default true (--nodelay=false turns it off)");
+  app.add_flag("--reuseport", cfg.reuseport,
+               "epoll: one SO_REUSEPORT listener per loop instead of one shared");
+  app.add_flag("--nodelay", cfg.nodelay,
+               "TCP_NODELAY on accepted sockets, default true (--nodelay=false turns it off)");
   app.add_option("--rcvbuf", rcvbuf, "SO_RCVBUF per connection (0 = kernel default, autotuned)");
   app.add_option("--sndbuf", sndbuf, "SO_SNDBUF per connection (0 = kernel default, autotuned)");
   app.add_option("--readbuf", readbuf, "bytes per read() (epoll: the per-loop scratch buffer)");
-  app.add_option("--pool", cfg.pool, "recycle per-thread buffers: true or false (false: malloc/free each time)");
-  app.add_option("--thread-stack", thread_stack, "thread engine: stack size of each connection thread");
-  app.add_option("--fetch-file", cfg.fetch_file, "FETCH content from this file (default: byte i = i mod 251)");
+  app.add_option("--pool", cfg.pool,
+                 "recycle per-thread buffers: true or false (false: malloc/free each time)");
+  app.add_option("--thread-stack", thread_stack,
+                 "thread engine: stack size of each connection thread");
+  app.add_option("--fetch-file", cfg.fetch_file,
+                 "FETCH content from this file (default: byte i = i mod 251)");
   app.add_option("--max-frame", max_frame, "largest accepted request payload, 0..65535")
       ->check(CLI::Range(0, 65535));
-  app.add_option("--idle-timeout", idle, "close a connection idle this long with ERROR TIMEOUT (0 = never)");
-  app.add_option("--frame-timeout", frame, "close a connection whose started frame is not complete after this (0 = never)");
-  app.add_option("--write-queue", write_queue, "reply bytes queued per connection before it stops being read (0 = unbounded)");
-  app.add_option("--write-timeout", write_to, "drop a connection whose output waited this long (0 = never)");
-  app.add_option("--max-conns", cfg.max_conns, "connections beyond this get ERROR OVERLOADED (0 = no limit)");
-  app.add_option("--drain-timeout", drain, "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
+  app.add_option("--idle-timeout", idle,
+                 "close a connection idle this long with ERROR TIMEOUT (0 = never)");
+  app.add_option("--frame-timeout", frame,
+                 "close a connection whose started frame is not complete after this (0 = never)");
+  app.add_option("--write-queue", write_queue,
+                 "reply bytes queued per connection before it stops being read (0 = unbounded)");
+  app.add_option("--write-timeout", write_to,
+                 "drop a connection whose output waited this long (0 = never)");
+  app.add_option("--max-conns", cfg.max_conns,
+                 "connections beyond this get ERROR OVERLOADED (0 = no limit)");
+  app.add_option("--drain-timeout", drain,
+                 "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
   std::string metrics_addr = c10m::admin::kDefaultMetricsAddr;  // ADMIN-HOOK flag
-  CLI::Option* metrics_opt = app.add_option("--metrics-addr", metrics_addr,
-                 "side HTTP port for /metrics, /healthz, /debug/pprof/* (host:port, port 0 = any; "
-                 "'off' = none). Loopback by default: profiles expose internals");
+  CLI::Option* metrics_opt = app.add_option(
+      "--metrics-addr", metrics_addr,
+      "side HTTP port for /metrics, /healthz, /debug/pprof/* (host:port, port 0 = any; "
+      "'off' = none). Loopback by default: profiles expose internals");
 
   c10m::engine::EngineKind kind = c10m::engine::EngineKind::kEpoll;
   try {
@@ -207,20 +223,23 @@ int main(int argc, char** argv) {
   // Each connection takes one fd; the process already holds some, each loop one more.
   const uint64_t used = c10m::sys::count_open_fds() + (epoll ? static_cast<uint64_t>(loops) : 2);
   const uint64_t room = fd_limit > used ? fd_limit - used : 0;
-  c10m::log_info("engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
-                 c10m::engine::engine_kind_name(kind), where,
-                 epoll ? fmt::format("{} event loop(s)", loops)
-                       : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
-                 fd_limit, thousands(room));
+  c10m::log_info(
+      "engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
+      c10m::engine::engine_kind_name(kind), where,
+      epoll ? fmt::format("{} event loop(s)", loops)
+            : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
+      fd_limit, thousands(room));
 
   g_engine.store(engine.get());
-  std::thread(signal_thread, [] {
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGINT);
-    sigaddset(&s, SIGTERM);
-    return s;
-  }()).detach();
+  std::thread(signal_thread,
+              [] {
+                sigset_t s;
+                sigemptyset(&s);
+                sigaddset(&s, SIGINT);
+                sigaddset(&s, SIGTERM);
+                return s;
+              }())
+      .detach();
   fmt::print(stderr, "listening on {}\n", where);
   std::fflush(stderr);
 

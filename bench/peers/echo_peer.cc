@@ -37,8 +37,10 @@ int main(int argc, char** argv) {
   uint64_t flip_every = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--addr" && i + 1 < argc) addr_text = argv[++i];
-    else if (a == "--flip-every" && i + 1 < argc) flip_every = std::strtoull(argv[++i], nullptr, 10);
+    if (a == "--addr" && i + 1 < argc)
+      addr_text = argv[++i];
+    else if (a == "--flip-every" && i + 1 < argc)
+      flip_every = std::strtoull(argv[++i], nullptr, 10);
     else {
       std::fprintf(stderr, "usage: echo_peer [--addr host:port] [--flip-every N]\n");
       return 2;
@@ -126,7 +128,8 @@ int main(int argc, char** argv) {
       }
       if (flip_every > 0) {
         for (ssize_t k = 0; k < got; ++k)
-          if ((c.echoed + static_cast<uint64_t>(k) + 1) % flip_every == 0) buf[static_cast<size_t>(k)] ^= 0xFF;
+          if ((c.echoed + static_cast<uint64_t>(k) + 1) % flip_every == 0)
+            buf[static_cast<size_t>(k)] ^= 0xFF;
       }
       c.echoed += static_cast<uint64_t>(got);
       ssize_t w = c10m::sys::write_some(fd, buf.data(), static_cast<size_t>(got));

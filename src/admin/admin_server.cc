@@ -42,9 +42,8 @@ void AdminServer::install_routes() {
   s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain; charset=utf-8");
   });
-  s.Get("/debug/pprof", [](const httplib::Request&, httplib::Response& res) {
-    res.set_redirect("/debug/pprof/");
-  });
+  s.Get("/debug/pprof",
+        [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/debug/pprof/"); });
   s.Get("/debug/pprof/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(kPprofIndex, "text/html; charset=utf-8");
   });

@@ -1,7 +1,8 @@
 #include "admin/http_get.h"
 
-#include <cstring>
 #include <strings.h>
+
+#include <cstring>
 
 #include "sys/socket.h"
 

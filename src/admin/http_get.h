@@ -8,7 +8,7 @@
 namespace c10m::admin {
 
 struct HttpResponse {
-  int status = 0;            // 0 = no answer (see error)
+  int status = 0;  // 0 = no answer (see error)
   std::string content_type;
   std::string body;
   std::string error;

@@ -49,7 +49,9 @@ MallocExtension* malloc_extension() {
 
 bool heap_profiler_available() { return malloc_extension() != nullptr; }
 
-bool cpu_profiler_available() { return sym("ProfilerStart") != nullptr && sym("ProfilerStop") != nullptr; }
+bool cpu_profiler_available() {
+  return sym("ProfilerStart") != nullptr && sym("ProfilerStop") != nullptr;
+}
 
 long heap_sample_period() {
   const char* v = std::getenv(kHeapSampleEnv);

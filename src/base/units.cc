@@ -26,17 +26,27 @@ std::optional<Nanos> parse_duration(std::string_view s) {
     }
     size_t ustart = i;
     // Letters, and the UTF-8 bytes of "µ" (isalpha does not see them in the C locale).
-    while (i < s.size() && (std::isalpha(static_cast<unsigned char>(s[i])) || static_cast<unsigned char>(s[i]) >= 0x80)) ++i;
+    while (i < s.size() && (std::isalpha(static_cast<unsigned char>(s[i])) ||
+                            static_cast<unsigned char>(s[i]) >= 0x80))
+      ++i;
     std::string_view unit = s.substr(ustart, i - ustart);
     double scale;
-    if (unit == "ns") scale = 1;
-    else if (unit == "us" || unit == "µs") scale = 1e3;
-    else if (unit == "ms") scale = 1e6;
-    else if (unit == "s") scale = 1e9;
-    else if (unit == "m") scale = 60e9;
-    else if (unit == "h") scale = 3600e9;
-    else if (unit.empty() && value == 0 && i == s.size() && start == 0) scale = 0;
-    else return std::nullopt;
+    if (unit == "ns")
+      scale = 1;
+    else if (unit == "us" || unit == "µs")
+      scale = 1e3;
+    else if (unit == "ms")
+      scale = 1e6;
+    else if (unit == "s")
+      scale = 1e9;
+    else if (unit == "m")
+      scale = 60e9;
+    else if (unit == "h")
+      scale = 3600e9;
+    else if (unit.empty() && value == 0 && i == s.size() && start == 0)
+      scale = 0;
+    else
+      return std::nullopt;
     total += value * scale;
   }
   if (!std::isfinite(total) || total < 0 || total > 9.2e18) return std::nullopt;
@@ -50,11 +60,16 @@ std::optional<uint64_t> parse_size(std::string_view s) {
   uint64_t value = std::stoull(std::string(s.substr(0, i)));
   std::string_view unit = s.substr(i);
   uint64_t scale;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "KiB" || unit == "K" || unit == "KB" || unit == "k") scale = 1ull << 10;
-  else if (unit == "MiB" || unit == "M" || unit == "MB") scale = 1ull << 20;
-  else if (unit == "GiB" || unit == "G" || unit == "GB") scale = 1ull << 30;
-  else return std::nullopt;
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "KiB" || unit == "K" || unit == "KB" || unit == "k")
+    scale = 1ull << 10;
+  else if (unit == "MiB" || unit == "M" || unit == "MB")
+    scale = 1ull << 20;
+  else if (unit == "GiB" || unit == "G" || unit == "GB")
+    scale = 1ull << 30;
+  else
+    return std::nullopt;
   if (value > UINT64_MAX / scale) return std::nullopt;
   return value * scale;
 }

@@ -50,7 +50,8 @@ class FileSource final : public ContentSource {
 };
 
 [[noreturn]] void fail(const std::string& path, const char* what, int err) {
-  throw std::runtime_error("--fetch-file " + path + ": " + what + (err != 0 ? std::string(": ") + std::strerror(err) : ""));
+  throw std::runtime_error("--fetch-file " + path + ": " + what +
+                           (err != 0 ? std::string(": ") + std::strerror(err) : ""));
 }
 
 }  // namespace

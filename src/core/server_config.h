@@ -19,17 +19,17 @@ struct SessionLimits {
 
 struct ServerConfig {
   std::string addr = "127.0.0.1:7000";
-  int threads = 0;            // event loops (epoll); 0 = number of cores
-  bool reuseport = false;     // one SO_REUSEPORT listener per loop instead of a shared one
+  int threads = 0;         // event loops (epoll); 0 = number of cores
+  bool reuseport = false;  // one SO_REUSEPORT listener per loop instead of a shared one
   bool nodelay = true;
-  int rcvbuf = 0;             // 0 = kernel default
+  int rcvbuf = 0;  // 0 = kernel default
   int sndbuf = 0;
-  size_t readbuf = 64 * 1024; // bytes read per read() call (per-loop scratch buffer)
-  bool pool = true;           // recycle per-thread buffers (false: malloc/free each time)
+  size_t readbuf = 64 * 1024;       // bytes read per read() call (per-loop scratch buffer)
+  bool pool = true;                 // recycle per-thread buffers (false: malloc/free each time)
   size_t thread_stack = 64 * 1024;  // thread engine: stack per connection thread
-  std::string fetch_file;     // FETCH content; empty = the i mod 251 pattern
+  std::string fetch_file;           // FETCH content; empty = the i mod 251 pattern
   SessionLimits limits;
-  uint64_t max_conns = 0;     // 0 = no limit
+  uint64_t max_conns = 0;  // 0 = no limit
   Nanos drain_timeout = 30 * kSecond;
 };
 

@@ -66,8 +66,9 @@ struct Session::Block {
 Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
   assert(env.pool != nullptr);
   assert(env.pool->block_size() >= sizeof(Block) + proto::kMaxFrame + 1);
-  assert(env.small_pool == nullptr || (env.small_pool->block_size() > sizeof(Block) + sizeof(part_) &&
-                                       env.small_pool->block_size() <= env.pool->block_size()));
+  assert(env.small_pool == nullptr ||
+         (env.small_pool->block_size() > sizeof(Block) + sizeof(part_) &&
+          env.small_pool->block_size() <= env.pool->block_size()));
   static_assert(sizeof(Block) + kSessionSmallFrame <= kSessionSmallBlockSize);
 }
 
@@ -84,7 +85,9 @@ size_t Session::small_capacity() const {
   return env_->small_pool == nullptr ? 0 : env_->small_pool->block_size() - sizeof(Block);
 }
 
-size_t Session::capacity(const Block* b) const { return b->small ? small_capacity() : block_capacity(); }
+size_t Session::capacity(const Block* b) const {
+  return b->small ? small_capacity() : block_capacity();
+}
 
 Session::Block* Session::new_block(Chain& c, bool small) {
   // Default-initialized: the marks are written before they are read.
@@ -117,7 +120,8 @@ void Session::release_chain(Chain& c) {
 }
 
 void Session::drop_everything() {
-  if (out_bytes_ != 0 && env_->counters != nullptr) env_->counters->write_queue_bytes.sub(out_bytes_);
+  if (out_bytes_ != 0 && env_->counters != nullptr)
+    env_->counters->write_queue_bytes.sub(out_bytes_);
   out_bytes_ = 0;
   release_chain(out_);
   release_chain(in_);
@@ -563,11 +567,13 @@ bool Session::examine_header(FrameHeader h, Nanos now) {
                              proto::frame_type_name(h.type), h.length, max_frame);
         break;
       default:
-        r = fmt::format_to_n(reason, sizeof(reason), "{} length {} != {}", proto::frame_type_name(h.type),
-                             h.length, h.type == type_byte(FrameType::kPing) ? 0 : proto::kStreamPayloadSize);
+        r = fmt::format_to_n(reason, sizeof(reason), "{} length {} != {}",
+                             proto::frame_type_name(h.type), h.length,
+                             h.type == type_byte(FrameType::kPing) ? 0 : proto::kStreamPayloadSize);
         break;
     }
-    fail(e, {reason, r.size < sizeof(reason) ? r.size : sizeof(reason)}, CloseCause::kProtocolError, now);
+    fail(e, {reason, r.size < sizeof(reason) ? r.size : sizeof(reason)}, CloseCause::kProtocolError,
+         now);
     return false;
   }
   if (h.type == type_byte(FrameType::kChunk)) {
@@ -577,8 +583,10 @@ bool Session::examine_header(FrameHeader h, Nanos now) {
     }
     const uint64_t expected = std::min<uint64_t>(stream_chunk_, stream_left_);
     if (h.length != expected) {
-      const auto r = fmt::format_to_n(reason, sizeof(reason), "CHUNK length {} != expected {}", h.length, expected);
-      fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
+      const auto r = fmt::format_to_n(reason, sizeof(reason), "CHUNK length {} != expected {}",
+                                      h.length, expected);
+      fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))},
+           CloseCause::kProtocolError, now);
       return false;
     }
     stream_left_ -= h.length;
@@ -604,7 +612,8 @@ void Session::handle_stream(const uint8_t* payload, Nanos rx, Nanos now) {
   if (s.chunk == 0 || s.chunk > max_payload()) {
     const auto r = fmt::format_to_n(reason, sizeof(reason), "STREAM chunk {} not in 1..{}", s.chunk,
                                     max_payload());
-    fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
+    fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))},
+         CloseCause::kProtocolError, now);
     return;
   }
   if (s.total != 0) {
@@ -622,7 +631,8 @@ void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
     char reason[proto::kMaxErrorReason];
     const auto r = fmt::format_to_n(reason, sizeof(reason), "FETCH chunk {} not in 1..{}", s.chunk,
                                     max_payload());
-    fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kProtocolError, now);
+    fail(ErrorCode::kBadStream, {reason, std::min(r.size, sizeof(reason))},
+         CloseCause::kProtocolError, now);
     return;
   }
   if (env_->counters != nullptr) env_->counters->frames[type_byte(FrameType::kFetch)].add();
@@ -636,7 +646,8 @@ void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
 
 /// Queues DATA frames of the current FETCH while the write queue has room, then its end.
 void Session::produce(Nanos now) {
-  const size_t limit = env_->limits.write_queue == 0 ? kUnboundedFetchBatch : env_->limits.write_queue;
+  const size_t limit =
+      env_->limits.write_queue == 0 ? kUnboundedFetchBatch : env_->limits.write_queue;
   while (fetch_active() && out_bytes_ < limit) {
     if (fetch_left_ == 0) {
       reply_empty(FrameType::kFetch, fetch_rx_, now);  // end frame: answers the request
@@ -712,8 +723,10 @@ Nanos Session::next_deadline() const {
   Nanos d = write_deadline();
   if (input_ == Input::kOpen) {
     const SessionLimits& l = env_->limits;
-    if (l.idle_timeout != 0 && out_bytes_ == 0 && !fetch_active()) d = std::min(d, add_sat(last_rx_, l.idle_timeout));
-    if (l.frame_timeout != 0 && frame_start_ != kNever) d = std::min(d, add_sat(frame_start_, l.frame_timeout));
+    if (l.idle_timeout != 0 && out_bytes_ == 0 && !fetch_active())
+      d = std::min(d, add_sat(last_rx_, l.idle_timeout));
+    if (l.frame_timeout != 0 && frame_start_ != kNever)
+      d = std::min(d, add_sat(frame_start_, l.frame_timeout));
   }
   return d;
 }
@@ -735,17 +748,20 @@ void Session::on_tick(Nanos now) {
   if (input_ == Input::kOpen) {
     const SessionLimits& l = env_->limits;
     char reason[proto::kMaxErrorReason];
-    if (l.frame_timeout != 0 && frame_start_ != kNever && add_sat(frame_start_, l.frame_timeout) <= now) {
+    if (l.frame_timeout != 0 && frame_start_ != kNever &&
+        add_sat(frame_start_, l.frame_timeout) <= now) {
       if (c != nullptr) c->timeouts[static_cast<size_t>(metrics::TimeoutKind::kFrame)].add();
       const std::string d = format_duration(l.frame_timeout);
       const auto r = fmt::format_to_n(reason, sizeof(reason), "frame not complete within {}", d);
-      fail(ErrorCode::kTimeout, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kTimeout, now);
+      fail(ErrorCode::kTimeout, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kTimeout,
+           now);
     } else if (l.idle_timeout != 0 && out_bytes_ == 0 && !fetch_active() &&
                add_sat(last_rx_, l.idle_timeout) <= now) {
       if (c != nullptr) c->timeouts[static_cast<size_t>(metrics::TimeoutKind::kIdle)].add();
       const std::string d = format_duration(l.idle_timeout);
       const auto r = fmt::format_to_n(reason, sizeof(reason), "idle for {}", d);
-      fail(ErrorCode::kTimeout, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kTimeout, now);
+      fail(ErrorCode::kTimeout, {reason, std::min(r.size, sizeof(reason))}, CloseCause::kTimeout,
+           now);
     }
   }
   pump(now);

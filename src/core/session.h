@@ -49,11 +49,11 @@ namespace c10m::core {
 struct SessionEnv {
   SessionLimits limits;
   const ContentSource* content = nullptr;
-  BufferPool* pool = nullptr;                  // blocks of kSessionBlockSize bytes
-  BufferPool* small_pool = nullptr;            // blocks of kSessionSmallBlockSize bytes for
-                                               // short partial frames; nullptr: use `pool`
+  BufferPool* pool = nullptr;                   // blocks of kSessionBlockSize bytes
+  BufferPool* small_pool = nullptr;             // blocks of kSessionSmallBlockSize bytes for
+                                                // short partial frames; nullptr: use `pool`
   metrics::ThreadCounters* counters = nullptr;  // this thread's counters
-  size_t read_chunk = 64 * 1024;               // the most bytes one on_bytes call passes
+  size_t read_chunk = 64 * 1024;                // the most bytes one on_bytes call passes
 };
 
 /// Size of the pooled blocks sessions use for input and output (engines create the pool
@@ -68,13 +68,13 @@ constexpr size_t kSessionSmallBlockSize = 5 * 1024;
 
 /// Why a session finished; engines count and report these (drain report).
 enum class CloseCause : uint8_t {
-  kNone,            // not finished
-  kPeerClosed,      // peer EOF, all owed replies written
-  kProtocolError,   // ERROR sent (bad frame, truncated frame counts as protocol error too)
-  kTimeout,         // idle or frame timeout (ERROR TIMEOUT sent)
-  kWriteTimeout,    // output waited longer than write_timeout (no ERROR; RST)
-  kForced,          // drain deadline
-  kOverloaded,      // refused by --max-conns
+  kNone,           // not finished
+  kPeerClosed,     // peer EOF, all owed replies written
+  kProtocolError,  // ERROR sent (bad frame, truncated frame counts as protocol error too)
+  kTimeout,        // idle or frame timeout (ERROR TIMEOUT sent)
+  kWriteTimeout,   // output waited longer than write_timeout (no ERROR; RST)
+  kForced,         // drain deadline
+  kOverloaded,     // refused by --max-conns
 };
 
 class Session : NonCopyable {
@@ -169,21 +169,21 @@ class Session : NonCopyable {
   uint32_t max_payload() const;
 
   const SessionEnv* env_;
-  Chain out_;                 // whole reply frames, unsent (marks live in the blocks)
-  Chain in_;                  // held input: starts at a frame boundary (or inside a SINK/CHUNK);
-                              // either one small block or big blocks only
-  size_t out_bytes_ = 0;      // == queued_bytes()
-  uint64_t stream_left_ = 0;  // bytes still owed by the open stream
-  uint64_t fetch_left_ = 0;   // DATA bytes still to produce for the current FETCH
-  uint64_t fetch_off_ = 0;    // content offset of the next DATA byte
-  Nanos fetch_rx_ = 0;        // when the current FETCH was received in full
-  Nanos last_rx_;             // last byte received (idle timeout)
+  Chain out_;                   // whole reply frames, unsent (marks live in the blocks)
+  Chain in_;                    // held input: starts at a frame boundary (or inside a SINK/CHUNK);
+                                // either one small block or big blocks only
+  size_t out_bytes_ = 0;        // == queued_bytes()
+  uint64_t stream_left_ = 0;    // bytes still owed by the open stream
+  uint64_t fetch_left_ = 0;     // DATA bytes still to produce for the current FETCH
+  uint64_t fetch_off_ = 0;      // content offset of the next DATA byte
+  Nanos fetch_rx_ = 0;          // when the current FETCH was received in full
+  Nanos last_rx_;               // last byte received (idle timeout)
   Nanos frame_start_ = kNever;  // first byte of the partial frame the session waits for
   uint32_t stream_chunk_ = 0;   // 0: no stream open
   uint32_t fetch_chunk_ = 0;    // 0: no FETCH producing
   uint32_t discard_left_ = 0;   // SINK/CHUNK payload bytes still to discard
   uint8_t discard_type_ = 0;
-  uint8_t part_len_ = 0;        // bytes in part_ (0 whenever in_ holds anything)
+  uint8_t part_len_ = 0;  // bytes in part_ (0 whenever in_ holds anything)
   /// A short partial frame held inline: the first part_len_ bytes of one frame, never a
   /// whole frame (a whole STREAM/FETCH, 15 bytes, is one more than fits).
   uint8_t part_[proto::kHeaderSize + proto::kStreamPayloadSize - 1];

@@ -23,10 +23,10 @@ std::vector<EngineKind> available_engines();
 
 /// What drain printed, also returned for tests.
 struct DrainReport {
-  uint64_t closed_by_peer = 0;   // connections the peer closed during the drain
-  uint64_t force_closed = 0;     // still open at the drain deadline
-  uint64_t in_flight = 0;        // ... of which had a request half-received
-  uint64_t open_at_start = 0;    // connections open when the drain began
+  uint64_t closed_by_peer = 0;  // connections the peer closed during the drain
+  uint64_t force_closed = 0;    // still open at the drain deadline
+  uint64_t in_flight = 0;       // ... of which had a request half-received
+  uint64_t open_at_start = 0;   // connections open when the drain began
 };
 
 using metrics::CounterSlots;

@@ -23,7 +23,8 @@ std::string bind_listeners(const core::ServerConfig& config, size_t count, bool 
     if (fd < 0) {
       out->clear();
       if (fd == -EADDRINUSE)
-        return "address " + config.addr + " is in use (another server running? pick another --addr)";
+        return "address " + config.addr +
+               " is in use (another server running? pick another --addr)";
       return "cannot listen on " + config.addr + ": " + std::strerror(-fd);
     }
     out->emplace_back(fd);
@@ -70,9 +71,10 @@ void AcceptErrorLog::record(int err, Nanos now) {
   const char* what = err == EMFILE   ? "the process fd limit is reached (EMFILE)"
                      : err == ENFILE ? "the system fd limit is reached (ENFILE)"
                                      : "the kernel is out of memory for sockets";
-  log_warn("accept: {}: {} failed accept(s) since the last report; pausing accept {} ms at a "
-           "time and serving the open connections (next report in >= {} s)",
-           what, n, kBackoff / kMillisecond, kInterval / kSecond);
+  log_warn(
+      "accept: {}: {} failed accept(s) since the last report; pausing accept {} ms at a "
+      "time and serving the open connections (next report in >= {} s)",
+      what, n, kBackoff / kMillisecond, kInterval / kSecond);
 }
 
 void merge_counters(metrics::ThreadCounters* from, metrics::ThreadCounters* to) {

@@ -32,7 +32,9 @@ int64_t HdrHistogram::value_from_index(size_t index) {
   return static_cast<int64_t>(sub << bucket);
 }
 
-int64_t HdrHistogram::lowest_equivalent(int64_t value) { return value_from_index(counts_index(value)); }
+int64_t HdrHistogram::lowest_equivalent(int64_t value) {
+  return value_from_index(counts_index(value));
+}
 
 int64_t HdrHistogram::highest_equivalent(int64_t value) {
   const uint64_t v = static_cast<uint64_t>(value);
@@ -158,8 +160,8 @@ std::optional<HdrHistogram> HdrHistogram::from_json(const nlohmann::json& j, std
 }
 
 std::string HdrHistogram::percentile_distribution(double unit_ns, int ticks_per_half) const {
-  std::string out = fmt::format("{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile", "TotalCount",
-                                "1/(1-Percentile)");
+  std::string out = fmt::format("{:>12} {:>14} {:>10} {:>14}\n\n", "Value", "Percentile",
+                                "TotalCount", "1/(1-Percentile)");
   if (total_ > 0) {
     // HdrHistogram's percentile iterator: levels get denser as they approach 100%
     // (ticks_per_half steps for every halving of the distance to 100%).
@@ -173,8 +175,8 @@ std::string HdrHistogram::percentile_distribution(double unit_ns, int ticks_per_
       if (value > max_) value = max_;
       while (level <= reached && level < 100.0) {
         const double frac = level / 100.0;
-        out += fmt::format("{:12.3f} {:2.12f} {:10d} {:14.2f}\n", static_cast<double>(value) / unit_ns, frac,
-                           seen, 1.0 / (1.0 - frac));
+        out += fmt::format("{:12.3f} {:2.12f} {:10d} {:14.2f}\n",
+                           static_cast<double>(value) / unit_ns, frac, seen, 1.0 / (1.0 - frac));
         if (seen == total_) {
           level = 100.0;
           break;
@@ -184,12 +186,15 @@ std::string HdrHistogram::percentile_distribution(double unit_ns, int ticks_per_
         level += 100.0 / (ticks_per_half * half_distance);
       }
     }
-    out += fmt::format("{:12.3f} {:2.12f} {:10d}\n", static_cast<double>(max_) / unit_ns, 1.0, total_);
+    out +=
+        fmt::format("{:12.3f} {:2.12f} {:10d}\n", static_cast<double>(max_) / unit_ns, 1.0, total_);
   }
-  out += fmt::format("#[Mean    = {:12.3f}, StdDeviation   = {:12.3f}]\n", mean() / unit_ns, stddev() / unit_ns);
-  out += fmt::format("#[Max     = {:12.3f}, Total count    = {:12d}]\n", static_cast<double>(max()) / unit_ns,
-                     total_);
-  out += fmt::format("#[Buckets = {:12d}, SubBuckets     = {:12d}]\n", bucket_count(), kSubBucketCount);
+  out += fmt::format("#[Mean    = {:12.3f}, StdDeviation   = {:12.3f}]\n", mean() / unit_ns,
+                     stddev() / unit_ns);
+  out += fmt::format("#[Max     = {:12.3f}, Total count    = {:12d}]\n",
+                     static_cast<double>(max()) / unit_ns, total_);
+  out += fmt::format("#[Buckets = {:12d}, SubBuckets     = {:12d}]\n", bucket_count(),
+                     kSubBucketCount);
   return out;
 }
 

@@ -12,11 +12,10 @@
 // instances are merged by the reader after the writers have published or stopped.
 // Memory: about 220 KiB per instance (27,648 64-bit counters).
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace c10m::loadclient {
 

@@ -19,27 +19,27 @@ std::optional<Op> parse_op(std::string_view name);
 const char* op_name(Op op);
 
 struct LoadConfig {
-  std::vector<sockaddr_in> addrs;      // round-robin over connections (global id % size)
-  std::vector<sockaddr_in> srcips;     // empty: kernel picks; else round-robin
+  std::vector<sockaddr_in> addrs;   // round-robin over connections (global id % size)
+  std::vector<sockaddr_in> srcips;  // empty: kernel picks; else round-robin
   uint64_t conns = 1;
-  double active_frac = 1.0;            // the rest only hold their connection open
-  double rate = 10;                    // sends per second per active connection (open model)
-  uint32_t inflight = 0;               // > 0: closed loop, K requests in flight per connection
+  double active_frac = 1.0;  // the rest only hold their connection open
+  double rate = 10;          // sends per second per active connection (open model)
+  uint32_t inflight = 0;     // > 0: closed loop, K requests in flight per connection
   Op op = Op::kEcho;
   PayloadMix payload = *PayloadMix::parse("64", nullptr);
-  uint32_t chunk = 16384;              // STREAM/FETCH chunk size (1..65535)
-  Schedule schedule;                   // kind + rate (rate copied from `rate`) + jitter
-  Nanos duration = 10 * kSecond;       // measured phase (after warm-up); the run always ends
-  Nanos warmup = 0;                    // samples whose intended send time is earlier are left out
+  uint32_t chunk = 16384;         // STREAM/FETCH chunk size (1..65535)
+  Schedule schedule;              // kind + rate (rate copied from `rate`) + jitter
+  Nanos duration = 10 * kSecond;  // measured phase (after warm-up); the run always ends
+  Nanos warmup = 0;               // samples whose intended send time is earlier are left out
   Nanos connect_timeout = 5 * kSecond;
-  Nanos grace = 2 * kSecond;           // after the last send: wait this long for owed replies
-  double ramp = 0;                     // connections opened per second, all processes; 0 = at once
+  Nanos grace = 2 * kSecond;  // after the last send: wait this long for owed replies
+  double ramp = 0;            // connections opened per second, all processes; 0 = at once
   int threads = 1;
   int procs = 1;
   uint64_t seed = 1;
   bool nodelay = true;
   bool reconnect = false;
-  bool live = true;                    // the live line on stderr
+  bool live = true;  // the live line on stderr
   int server_pid = 0;
   std::string json_path;
   std::string hgrm_path;
@@ -56,6 +56,7 @@ struct LoadConfig {
 };
 
 /// The label of closed-loop results, in the table and the JSON.
-inline constexpr const char* kClosedLoopLabel = "CLOSED-LOOP (latency excludes queueing; not for SLO claims)";
+inline constexpr const char* kClosedLoopLabel =
+    "CLOSED-LOOP (latency excludes queueing; not for SLO claims)";
 
 }  // namespace c10m::loadclient

@@ -116,18 +116,21 @@ double RunReport::target_rate() const {
 
 bool RunReport::client_behind() const {
   if (config.closed_loop()) return false;
-  const bool late = totals.sent_measured > 0 &&
-                    static_cast<double>(totals.late_sends) > 0.01 * static_cast<double>(totals.sent_measured);
+  const bool late =
+      totals.sent_measured > 0 &&
+      static_cast<double>(totals.late_sends) > 0.01 * static_cast<double>(totals.sent_measured);
   return late || totals.saturated_ticks > 0;
 }
 
 void RunReport::compute_warnings() {
   warnings.clear();
   if (client_behind()) {
-    warnings.push_back(fmt::format(
-        "WARNING: THE CLIENT FELL BEHIND ITS SCHEDULE ({} of {} sends started > 1 ms late, {} loop-seconds "
-        "CPU-saturated): latencies include the client's own delay; add --threads or --procs, or lower the rate",
-        totals.late_sends, totals.sent_measured, totals.saturated_ticks));
+    warnings.push_back(
+        fmt::format("WARNING: THE CLIENT FELL BEHIND ITS SCHEDULE ({} of {} sends started > 1 ms "
+                    "late, {} loop-seconds "
+                    "CPU-saturated): latencies include the client's own delay; add --threads or "
+                    "--procs, or lower the rate",
+                    totals.late_sends, totals.sent_measured, totals.saturated_ticks));
   }
   for (size_t i = 0; i < kConnectFailKinds; ++i) {
     if (totals.connect_fail[i] == 0) continue;
@@ -135,12 +138,15 @@ void RunReport::compute_warnings() {
                                    connect_fail_name(static_cast<ConnectFail>(i)),
                                    connect_fail_hint(static_cast<ConnectFail>(i))));
   }
-  if (totals.mismatches) warnings.push_back(fmt::format("{} replies did not match their requests", totals.mismatches));
+  if (totals.mismatches)
+    warnings.push_back(fmt::format("{} replies did not match their requests", totals.mismatches));
   if (totals.incomplete_at_end)
-    warnings.push_back(fmt::format("{} measured requests were still unanswered {} after the last send",
-                                   totals.incomplete_at_end, format_duration(config.grace)));
+    warnings.push_back(
+        fmt::format("{} measured requests were still unanswered {} after the last send",
+                    totals.incomplete_at_end, format_duration(config.grace)));
   if (histogram.clamped_high())
-    warnings.push_back(fmt::format("{} latencies above 60 s were clamped to 60 s", histogram.clamped_high()));
+    warnings.push_back(
+        fmt::format("{} latencies above 60 s were clamped to 60 s", histogram.clamped_high()));
 }
 
 static double us(int64_t ns) { return static_cast<double>(ns) / 1e3; }
@@ -200,42 +206,45 @@ nlohmann::json RunReport::to_json() const {
                   {"min", us(histogram.min())}};
   json cpu = {{"client_s", static_cast<double>(totals.cpu_ns) / 1e9},
               {"client_ns_per_frame",
-               totals.done_measured ? static_cast<double>(totals.cpu_ns) / static_cast<double>(totals.done_measured)
-                                    : 0.0},
+               totals.done_measured
+                   ? static_cast<double>(totals.cpu_ns) / static_cast<double>(totals.done_measured)
+                   : 0.0},
               {"server_s", nullptr},
               {"server_ns_per_frame", nullptr}};
   json server = nullptr;
   if (config.server_pid > 0 && server_start.ok && server_end.ok) {
     const double server_cpu = server_end.cpu_s - server_start.cpu_s;
     cpu["server_s"] = server_cpu;
-    if (totals.done_measured) cpu["server_ns_per_frame"] = server_cpu * 1e9 / static_cast<double>(totals.done_measured);
-    const double grown = static_cast<double>(server_end.rss_bytes) - static_cast<double>(server_base.rss_bytes);
+    if (totals.done_measured)
+      cpu["server_ns_per_frame"] = server_cpu * 1e9 / static_cast<double>(totals.done_measured);
+    const double grown =
+        static_cast<double>(server_end.rss_bytes) - static_cast<double>(server_base.rss_bytes);
     server = {{"pid", config.server_pid},
               {"rss_before_bytes", server_base.rss_bytes},
               {"rss_end_bytes", server_end.rss_bytes},
-              {"bytes_per_conn", totals.conns_open ? grown / static_cast<double>(totals.conns_open) : 0.0},
+              {"bytes_per_conn",
+               totals.conns_open ? grown / static_cast<double>(totals.conns_open) : 0.0},
               {"cpu_s", server_cpu}};
   }
-  json summary = {
-      {"conns",
-       {{"target", c.conns},
-        {"active_target", c.active_target()},
-        {"open", totals.conns_open},
-        {"opened", totals.conns_opened},
-        {"connect_failures", totals.connect_failures()}}},
-      {"rate",
-       {{"target_per_s", target_rate()},
-        {"achieved_per_s", static_cast<double>(totals.sent_measured) / window},
-        {"completed_per_s", static_cast<double>(totals.done_measured) / window}}},
-      {"latency_us", latency},
-      {"errors", totals.errors()},
-      {"mismatches", totals.mismatches},
-      {"client_behind", client_behind()},
-      {"late_sends", totals.late_sends},
-      {"saturated_loop_seconds", totals.saturated_ticks},
-      {"measured_s", measured_s},
-      {"cpu", cpu},
-      {"server", server}};
+  json summary = {{"conns",
+                   {{"target", c.conns},
+                    {"active_target", c.active_target()},
+                    {"open", totals.conns_open},
+                    {"opened", totals.conns_opened},
+                    {"connect_failures", totals.connect_failures()}}},
+                  {"rate",
+                   {{"target_per_s", target_rate()},
+                    {"achieved_per_s", static_cast<double>(totals.sent_measured) / window},
+                    {"completed_per_s", static_cast<double>(totals.done_measured) / window}}},
+                  {"latency_us", latency},
+                  {"errors", totals.errors()},
+                  {"mismatches", totals.mismatches},
+                  {"client_behind", client_behind()},
+                  {"late_sends", totals.late_sends},
+                  {"saturated_loop_seconds", totals.saturated_ticks},
+                  {"measured_s", measured_s},
+                  {"cpu", cpu},
+                  {"server", server}};
   json series_json = json::array();
   for (const auto& p : series)
     series_json.push_back({{"t", p.t},
@@ -249,73 +258,86 @@ nlohmann::json RunReport::to_json() const {
                            {"p99_so_far_us", us(p.p99_so_far_ns)}});
   json procs = json::array();
   for (const auto& p : processes) procs.push_back(p.to_json());
-  return {{"tool", "c10m-loadclient"},
-          {"mode", c.closed_loop() ? "closed-loop" : "open"},
-          {"closed_loop", c.closed_loop()},
-          {"label", c.closed_loop() ? std::string(kClosedLoopLabel)
-                                    : fmt::format("OPEN MODEL ({} schedule; latency from the intended send time)",
-                                                  schedule_kind_name(c.schedule.kind))},
-          {"config", cfg},
-          {"host", host},
-          {"summary", summary},
-          {"totals", totals.to_json()},
-          {"warnings", warnings},
-          {"series", series_json},
-          {"histogram", histogram.to_json()},
-          {"processes", procs}};
+  return {
+      {"tool", "c10m-loadclient"},
+      {"mode", c.closed_loop() ? "closed-loop" : "open"},
+      {"closed_loop", c.closed_loop()},
+      {"label", c.closed_loop()
+                    ? std::string(kClosedLoopLabel)
+                    : fmt::format("OPEN MODEL ({} schedule; latency from the intended send time)",
+                                  schedule_kind_name(c.schedule.kind))},
+      {"config", cfg},
+      {"host", host},
+      {"summary", summary},
+      {"totals", totals.to_json()},
+      {"warnings", warnings},
+      {"series", series_json},
+      {"histogram", histogram.to_json()},
+      {"processes", procs}};
 }
 
 std::string RunReport::table() const {
   const LoadConfig& c = config;
   const double window = measured_s > 0 ? measured_s : 1.0;
   std::string out;
-  out += fmt::format("c10m-loadclient: {}\n",
-                     c.closed_loop() ? std::string(kClosedLoopLabel)
-                                     : fmt::format("OPEN MODEL ({} schedule; latency from the intended send time)",
-                                                   schedule_kind_name(c.schedule.kind)));
-  out += fmt::format("  {:<16}{} {} x {}, {:.1f}s measured after {} warm-up\n", "workload", op_name(c.op),
-                     c.payload.to_string(), c.closed_loop() ? fmt::format("inflight {}", c.inflight)
-                                                            : fmt::format("{:g}/s per conn", c.rate),
+  out += fmt::format(
+      "c10m-loadclient: {}\n",
+      c.closed_loop() ? std::string(kClosedLoopLabel)
+                      : fmt::format("OPEN MODEL ({} schedule; latency from the intended send time)",
+                                    schedule_kind_name(c.schedule.kind)));
+  out += fmt::format("  {:<16}{} {} x {}, {:.1f}s measured after {} warm-up\n", "workload",
+                     op_name(c.op), c.payload.to_string(),
+                     c.closed_loop() ? fmt::format("inflight {}", c.inflight)
+                                     : fmt::format("{:g}/s per conn", c.rate),
                      measured_s, format_duration(c.warmup));
-  out += fmt::format("  {:<16}{} open / {} target ({} active), {} procs x {} threads\n", "conns", totals.conns_open,
-                     c.conns, c.active_target(), c.procs, c.threads);
+  out += fmt::format("  {:<16}{} open / {} target ({} active), {} procs x {} threads\n", "conns",
+                     totals.conns_open, c.conns, c.active_target(), c.procs, c.threads);
   if (c.closed_loop())
     out += fmt::format("  {:<16}achieved {:.0f}/s (closed loop: no target)\n", "rate",
                        static_cast<double>(totals.done_measured) / window);
   else
-    out += fmt::format("  {:<16}target {:.0f}/s, achieved {:.0f}/s sent, {:.0f}/s completed\n", "rate",
-                       target_rate(), static_cast<double>(totals.sent_measured) / window,
+    out += fmt::format("  {:<16}target {:.0f}/s, achieved {:.0f}/s sent, {:.0f}/s completed\n",
+                       "rate", target_rate(), static_cast<double>(totals.sent_measured) / window,
                        static_cast<double>(totals.done_measured) / window);
   const HdrHistogram& h = histogram;
   if (h.total_count() == 0)
-    out += fmt::format("  {:<16}no samples ({})\n", "latency",
-                       c.active_target() == 0 ? "no active connections: an idle run" : "no reply completed");
+    out += fmt::format(
+        "  {:<16}no samples ({})\n", "latency",
+        c.active_target() == 0 ? "no active connections: an idle run" : "no reply completed");
   else
-    out += fmt::format("  {:<16}p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (n={})\n", "latency",
-                       fmt_latency(h.value_at_percentile(50)), fmt_latency(h.value_at_percentile(90)),
-                       fmt_latency(h.value_at_percentile(99)), fmt_latency(h.value_at_percentile(99.9)),
-                       fmt_latency(h.value_at_percentile(99.99)), fmt_latency(h.max()), h.total_count());
-  out += fmt::format("  {:<16}{} (connect failures {}, ERROR frames {}, unexpected closes {}, unanswered {})\n",
-                     "errors", totals.errors(), totals.connect_failures(), totals.error_frame_count(),
-                     totals.unexpected_closes, totals.unanswered);
+    out += fmt::format(
+        "  {:<16}p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (n={})\n", "latency",
+        fmt_latency(h.value_at_percentile(50)), fmt_latency(h.value_at_percentile(90)),
+        fmt_latency(h.value_at_percentile(99)), fmt_latency(h.value_at_percentile(99.9)),
+        fmt_latency(h.value_at_percentile(99.99)), fmt_latency(h.max()), h.total_count());
+  out += fmt::format(
+      "  {:<16}{} (connect failures {}, ERROR frames {}, unexpected closes {}, unanswered {})\n",
+      "errors", totals.errors(), totals.connect_failures(), totals.error_frame_count(),
+      totals.unexpected_closes, totals.unanswered);
   out += fmt::format("  {:<16}{}\n", "mismatches", totals.mismatches);
-  if (totals.goaways) out += fmt::format("  {:<16}{} (reconnects {})\n", "goaways", totals.goaways, totals.reconnects);
-  const double client_per =
-      totals.done_measured ? static_cast<double>(totals.cpu_ns) / static_cast<double>(totals.done_measured) : 0;
+  if (totals.goaways)
+    out +=
+        fmt::format("  {:<16}{} (reconnects {})\n", "goaways", totals.goaways, totals.reconnects);
+  const double client_per = totals.done_measured ? static_cast<double>(totals.cpu_ns) /
+                                                       static_cast<double>(totals.done_measured)
+                                                 : 0;
   if (c.server_pid > 0 && server_start.ok && server_end.ok) {
-    const double grown = static_cast<double>(server_end.rss_bytes) - static_cast<double>(server_base.rss_bytes);
-    out += fmt::format("  {:<16}RSS {} (was {} before connecting), {} per conn\n", "server",
-                       fmt_bytes(static_cast<double>(server_end.rss_bytes)),
-                       fmt_bytes(static_cast<double>(server_base.rss_bytes)),
-                       fmt_bytes(totals.conns_open ? grown / static_cast<double>(totals.conns_open) : 0));
+    const double grown =
+        static_cast<double>(server_end.rss_bytes) - static_cast<double>(server_base.rss_bytes);
+    out += fmt::format(
+        "  {:<16}RSS {} (was {} before connecting), {} per conn\n", "server",
+        fmt_bytes(static_cast<double>(server_end.rss_bytes)),
+        fmt_bytes(static_cast<double>(server_base.rss_bytes)),
+        fmt_bytes(totals.conns_open ? grown / static_cast<double>(totals.conns_open) : 0));
     const double server_per = totals.done_measured ? (server_end.cpu_s - server_start.cpu_s) * 1e9 /
                                                          static_cast<double>(totals.done_measured)
                                                    : 0;
-    out += fmt::format("  {:<16}client {:.2f}us, server {:.2f}us (CPU time / completed request)\n", "CPU per frame",
-                       client_per / 1e3, server_per / 1e3);
+    out += fmt::format("  {:<16}client {:.2f}us, server {:.2f}us (CPU time / completed request)\n",
+                       "CPU per frame", client_per / 1e3, server_per / 1e3);
   } else {
-    out += fmt::format("  {:<16}client {:.2f}us (CPU time / completed request; --server-pid adds the server's)\n",
-                       "CPU per frame", client_per / 1e3);
+    out += fmt::format(
+        "  {:<16}client {:.2f}us (CPU time / completed request; --server-pid adds the server's)\n",
+        "CPU per frame", client_per / 1e3);
   }
   for (const auto& w : warnings) out += "  " + w + "\n";
   return out;

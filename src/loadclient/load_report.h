@@ -3,10 +3,9 @@
 // their three renderings (final table on stdout, JSON file, --hgrm text).
 // Single-threaded: built by the reporting thread of the top-level process.
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "base/clock.h"
 #include "loadclient/hdr_histogram.h"
@@ -18,11 +17,11 @@ namespace c10m::loadclient {
 struct SeriesPoint {
   int t = 0;  // seconds since the run's start
   uint64_t conns_open = 0;
-  uint64_t sent = 0;       // in this second
-  uint64_t completed = 0;  // in this second
-  uint64_t errors = 0;     // in this second
-  uint64_t mismatches = 0; // in this second
-  int64_t p50_ns = 0;      // of replies completed in this second (warm-up included)
+  uint64_t sent = 0;        // in this second
+  uint64_t completed = 0;   // in this second
+  uint64_t errors = 0;      // in this second
+  uint64_t mismatches = 0;  // in this second
+  int64_t p50_ns = 0;       // of replies completed in this second (warm-up included)
   int64_t p99_ns = 0;
   int64_t p99_so_far_ns = 0;
 };
@@ -65,10 +64,10 @@ double self_cpu_seconds();
 struct RunReport {
   LoadConfig config;
   std::vector<ProcessResult> processes;
-  Totals totals;          // merged
-  HdrHistogram histogram; // merged, measured window
+  Totals totals;           // merged
+  HdrHistogram histogram;  // merged, measured window
   std::vector<SeriesPoint> series;
-  double measured_s = 0;  // length of the measured window actually run
+  double measured_s = 0;                             // length of the measured window actually run
   ProcSample server_base, server_start, server_end;  // before connecting, window start, window end
   std::vector<std::string> warnings;
 

@@ -1,6 +1,7 @@
 #include "loadclient/load_runner.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,7 +10,6 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -83,19 +83,21 @@ std::string live_line(const LoadConfig& cfg, const SeriesPoint& p) {
     return ns >= 1'000'000 ? fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6)
                            : fmt::format("{:.0f}us", static_cast<double>(ns) / 1e3);
   };
-  const std::string target = cfg.closed_loop()
-                                 ? std::string("closed loop")
-                                 : fmt::format("target {:.0f}/s", static_cast<double>(cfg.active_target()) * cfg.rate);
-  return fmt::format("[{:>4}s] conns {}/{}  rate {}/s ({})  p99 {} (so far {})  errors {}  mismatches {}", p.t,
-                     p.conns_open, cfg.conns, p.sent, target, lat(p.p99_ns), lat(p.p99_so_far_ns), p.errors,
-                     p.mismatches);
+  const std::string target =
+      cfg.closed_loop()
+          ? std::string("closed loop")
+          : fmt::format("target {:.0f}/s", static_cast<double>(cfg.active_target()) * cfg.rate);
+  return fmt::format(
+      "[{:>4}s] conns {}/{}  rate {}/s ({})  p99 {} (so far {})  errors {}  mismatches {}", p.t,
+      p.conns_open, cfg.conns, p.sent, target, lat(p.p99_ns), lat(p.p99_so_far_ns), p.errors,
+      p.mismatches);
 }
 
 using TickFn = std::function<void(int, const Totals&, const HdrHistogram&)>;
 
 // Runs this process's workers; calls on_tick each second and probe->poll when due.
-ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerProbe* probe, double* measured_s,
-                          std::string* fatal) {
+ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerProbe* probe,
+                          double* measured_s, std::string* fatal) {
   const int index = cfg.worker_index < 0 ? 0 : cfg.worker_index;
   const int count = cfg.worker_index < 0 ? 1 : cfg.worker_count;
   const std::vector<uint64_t> ids = process_conn_ids(cfg.conns, index, count);
@@ -103,10 +105,12 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
   std::vector<std::vector<uint64_t>> shares(static_cast<size_t>(threads));
   for (size_t i = 0; i < ids.size(); ++i) shares[i % shares.size()].push_back(ids[i]);
   const PayloadPattern pattern(cfg.seed);
-  const double ramp_per_loop = cfg.ramp > 0 ? cfg.ramp / (static_cast<double>(count) * threads) : 0.0;
+  const double ramp_per_loop =
+      cfg.ramp > 0 ? cfg.ramp / (static_cast<double>(count) * threads) : 0.0;
 
   std::vector<std::unique_ptr<LoadWorker>> workers;
-  for (auto& share : shares) workers.push_back(std::make_unique<LoadWorker>(cfg, pattern, std::move(share), ramp_per_loop));
+  for (auto& share : shares)
+    workers.push_back(std::make_unique<LoadWorker>(cfg, pattern, std::move(share), ramp_per_loop));
   std::vector<std::string> errors(workers.size());
   std::atomic<int> done{0};
   std::vector<std::thread> pool;
@@ -223,8 +227,8 @@ int run_parent(LoadConfig cfg, const std::vector<std::string>& argv) {
       return 1;
     }
     std::vector<std::string> args = argv;
-    args.insert(args.end(), {"--worker-index", std::to_string(i), "--worker-count", std::to_string(cfg.procs),
-                             "--worker-t0", std::to_string(cfg.t0)});
+    args.insert(args.end(), {"--worker-index", std::to_string(i), "--worker-count",
+                             std::to_string(cfg.procs), "--worker-t0", std::to_string(cfg.t0)});
     std::vector<char*> cargs;
     for (auto& a : args) cargs.push_back(a.data());
     cargs.push_back(nullptr);
@@ -249,7 +253,8 @@ int run_parent(LoadConfig cfg, const std::vector<std::string>& argv) {
   auto emit_ready = [&](bool flush_all) {
     while (!ticks.empty() && ticks.begin()->first == next_emit &&
            (flush_all || ticks.begin()->second.n == cfg.procs)) {
-      const SeriesPoint p = series.add(next_emit, ticks.begin()->second.sum, ticks.begin()->second.hist);
+      const SeriesPoint p =
+          series.add(next_emit, ticks.begin()->second.sum, ticks.begin()->second.hist);
       if (cfg.live) fmt::print(stderr, "{}\n", live_line(cfg, p));
       ticks.erase(ticks.begin());
       ++next_emit;
@@ -290,7 +295,9 @@ int run_parent(LoadConfig cfg, const std::vector<std::string>& argv) {
     const Nanos now = mono_now();
     probe.poll(now);
     const Nanos due = probe.next_due();
-    const int timeout_ms = due == kNever ? 200 : static_cast<int>(std::clamp<Nanos>((due - now) / kMillisecond + 1, 0, 200));
+    const int timeout_ms =
+        due == kNever ? 200
+                      : static_cast<int>(std::clamp<Nanos>((due - now) / kMillisecond + 1, 0, 200));
     const int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) break;
     for (size_t k = 0; k < pfds.size() && n > 0; ++k) {
@@ -352,18 +359,24 @@ std::optional<Op> parse_op(std::string_view name) {
 
 const char* op_name(Op op) {
   switch (op) {
-    case Op::kPing: return "ping";
-    case Op::kEcho: return "echo";
-    case Op::kSink: return "sink";
-    case Op::kStream: return "stream";
-    case Op::kFetch: return "fetch";
+    case Op::kPing:
+      return "ping";
+    case Op::kEcho:
+      return "echo";
+    case Op::kSink:
+      return "sink";
+    case Op::kStream:
+      return "stream";
+    case Op::kFetch:
+      return "fetch";
   }
   return "?";
 }
 
 std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count) {
   std::vector<uint64_t> ids;
-  for (uint64_t g = static_cast<uint64_t>(worker_index); g < conns; g += static_cast<uint64_t>(worker_count))
+  for (uint64_t g = static_cast<uint64_t>(worker_index); g < conns;
+       g += static_cast<uint64_t>(worker_count))
     ids.push_back(g);
   return ids;
 }

@@ -9,17 +9,23 @@ namespace c10m::loadclient {
 
 const char* connect_fail_name(ConnectFail kind) {
   switch (kind) {
-    case ConnectFail::kFdLimit: return "emfile";
-    case ConnectFail::kPortsExhausted: return "eaddrnotavail";
-    case ConnectFail::kRefused: return "econnrefused";
-    case ConnectFail::kTimeout: return "timeout";
-    default: return "other";
+    case ConnectFail::kFdLimit:
+      return "emfile";
+    case ConnectFail::kPortsExhausted:
+      return "eaddrnotavail";
+    case ConnectFail::kRefused:
+      return "econnrefused";
+    case ConnectFail::kTimeout:
+      return "timeout";
+    default:
+      return "other";
   }
 }
 
 const char* connect_fail_hint(ConnectFail kind) {
   switch (kind) {
-    case ConnectFail::kFdLimit: return "fd limit reached: use --procs (each process has its own fd table)";
+    case ConnectFail::kFdLimit:
+      return "fd limit reached: use --procs (each process has its own fd table)";
     case ConnectFail::kPortsExhausted:
       return "ephemeral ports exhausted: add --srcips (e.g. 127.0.0.2-127.0.0.60) or widen "
              "net.ipv4.ip_local_port_range";
@@ -29,19 +35,25 @@ const char* connect_fail_hint(ConnectFail kind) {
     case ConnectFail::kTimeout:
       return "connect timed out: the server is not accepting fast enough; lower --ramp or raise "
              "--connect-timeout";
-    default: return "connect failed";
+    default:
+      return "connect failed";
   }
 }
 
 ConnectFail classify_connect_errno(int err) {
   switch (err) {
     case EMFILE:
-    case ENFILE: return ConnectFail::kFdLimit;
+    case ENFILE:
+      return ConnectFail::kFdLimit;
     case EADDRNOTAVAIL:
-    case EADDRINUSE: return ConnectFail::kPortsExhausted;
-    case ECONNREFUSED: return ConnectFail::kRefused;
-    case ETIMEDOUT: return ConnectFail::kTimeout;
-    default: return ConnectFail::kOther;
+    case EADDRINUSE:
+      return ConnectFail::kPortsExhausted;
+    case ECONNREFUSED:
+      return ConnectFail::kRefused;
+    case ETIMEDOUT:
+      return ConnectFail::kTimeout;
+    default:
+      return ConnectFail::kOther;
   }
 }
 
@@ -87,7 +99,8 @@ nlohmann::json Totals::to_json() const {
   C10M_LOADCLIENT_COUNTERS(C10M_X)
 #undef C10M_X
   auto& cf = j["connect_failures"] = nlohmann::json::object();
-  for (size_t i = 0; i < kConnectFailKinds; ++i) cf[connect_fail_name(static_cast<ConnectFail>(i))] = connect_fail[i];
+  for (size_t i = 0; i < kConnectFailKinds; ++i)
+    cf[connect_fail_name(static_cast<ConnectFail>(i))] = connect_fail[i];
   auto& ef = j["error_frames"] = nlohmann::json::object();
   for (size_t i = 1; i < 8; ++i) ef[error_frame_key(i)] = error_frames[i];
   j["errors"] = errors();
@@ -100,8 +113,10 @@ Totals Totals::from_json(const nlohmann::json& j) {
   C10M_LOADCLIENT_COUNTERS(C10M_X)
 #undef C10M_X
   for (size_t i = 0; i < kConnectFailKinds; ++i)
-    t.connect_fail[i] = j.at("connect_failures").at(connect_fail_name(static_cast<ConnectFail>(i))).get<uint64_t>();
-  for (size_t i = 1; i < 8; ++i) t.error_frames[i] = j.at("error_frames").at(error_frame_key(i)).get<uint64_t>();
+    t.connect_fail[i] =
+        j.at("connect_failures").at(connect_fail_name(static_cast<ConnectFail>(i))).get<uint64_t>();
+  for (size_t i = 1; i < 8; ++i)
+    t.error_frames[i] = j.at("error_frames").at(error_frame_key(i)).get<uint64_t>();
   return t;
 }
 

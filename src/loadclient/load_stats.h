@@ -3,9 +3,8 @@
 // relaxed counters, read live by the reporting thread); `Totals` is the plain sum that
 // results carry, merge across threads and processes, and serialize.
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 #include "metrics/counters.h"
 
@@ -16,26 +15,26 @@ enum class ConnectFail : uint8_t { kFdLimit, kPortsExhausted, kRefused, kTimeout
 constexpr size_t kConnectFailKinds = static_cast<size_t>(ConnectFail::kCount);
 const char* connect_fail_name(ConnectFail kind);  // "emfile", "eaddrnotavail", ...
 const char* connect_fail_hint(ConnectFail kind);  // "fd limit reached: use --procs", ...
-ConnectFail classify_connect_errno(int err);       // err > 0
+ConnectFail classify_connect_errno(int err);      // err > 0
 
-#define C10M_LOADCLIENT_COUNTERS(X)                                                      \
-  X(conns_opened)          /* connects that succeeded (reconnects included) */           \
-  X(conns_open)            /* gauge: open now (at the end: open when sending stopped) */ \
-  X(reconnects)                                                                          \
-  X(ops_sent)              /* requests sent, whole run */                                \
-  X(ops_done)              /* replies complete, whole run */                             \
-  X(sent_measured)         /* requests whose intended time is in the measured window */  \
-  X(done_measured)         /* ... completed (these are in the histogram) */              \
-  X(late_sends)            /* measured sends that left > 1 ms after their intended time */ \
-  X(mismatches)            /* replies that were not what the request asked for */        \
-  X(goaways)                                                                             \
-  X(unexpected_closes)     /* the server closed or reset a connection we did not close */ \
-  X(unanswered)            /* requests lost with a closed connection */                  \
-  X(incomplete_at_end)     /* measured requests still unanswered when the grace ended */ \
-  X(bytes_out)                                                                           \
-  X(bytes_in)                                                                            \
-  X(saturated_ticks)       /* seconds a worker loop spent > 95% on CPU while sending */  \
-  X(cpu_ns)                /* worker threads' CPU time in the measured window */
+#define C10M_LOADCLIENT_COUNTERS(X)                                                   \
+  X(conns_opened) /* connects that succeeded (reconnects included) */                 \
+  X(conns_open)   /* gauge: open now (at the end: open when sending stopped) */       \
+  X(reconnects)                                                                       \
+  X(ops_sent)      /* requests sent, whole run */                                     \
+  X(ops_done)      /* replies complete, whole run */                                  \
+  X(sent_measured) /* requests whose intended time is in the measured window */       \
+  X(done_measured) /* ... completed (these are in the histogram) */                   \
+  X(late_sends)    /* measured sends that left > 1 ms after their intended time */    \
+  X(mismatches)    /* replies that were not what the request asked for */             \
+  X(goaways)                                                                          \
+  X(unexpected_closes) /* the server closed or reset a connection we did not close */ \
+  X(unanswered)        /* requests lost with a closed connection */                   \
+  X(incomplete_at_end) /* measured requests still unanswered when the grace ended */  \
+  X(bytes_out)                                                                        \
+  X(bytes_in)                                                                         \
+  X(saturated_ticks) /* seconds a worker loop spent > 95% on CPU while sending */     \
+  X(cpu_ns)          /* worker threads' CPU time in the measured window */
 
 struct WorkerCounters {
 #define C10M_X(name) metrics::Counter name;

@@ -32,7 +32,7 @@ struct Pending {
   uint32_t size = 0;     // payload / total bytes
   uint32_t pat_off = 0;  // where its bytes start in the PayloadPattern
   bool measured = false;
-  bool bad = false;      // a reply byte differed
+  bool bad = false;  // a reply byte differed
 };
 
 // Only active connections have one (allocated at connect).
@@ -40,7 +40,7 @@ struct ActiveState {
   std::vector<Pending> ring;  // power-of-two capacity
   uint32_t head = 0;
   uint32_t count = 0;
-  uint64_t got = 0;  // progress within the front request: STREAM ACKs or FETCH data bytes
+  uint64_t got = 0;         // progress within the front request: STREAM ACKs or FETCH data bytes
   std::vector<uint8_t> wq;  // bytes the kernel refused; empty (no capacity) otherwise
   size_t wq_off = 0;
 
@@ -119,7 +119,8 @@ struct LoadWorker::Impl {
   Nanos cpu_at_warm = -1;
   std::string first_error[kConnectFailKinds];
 
-  Impl(LoadWorker& worker, const LoadConfig& c, const PayloadPattern& p, std::vector<uint64_t> ids, double r)
+  Impl(LoadWorker& worker, const LoadConfig& c, const PayloadPattern& p, std::vector<uint64_t> ids,
+       double r)
       : w(worker), cfg(c), pat(p), ctr(worker.counters_), conns(ids.size()), ramp(r) {
     for (size_t i = 0; i < ids.size(); ++i) {
       conns[i].global_id = ids[i];
@@ -165,7 +166,8 @@ struct LoadWorker::Impl {
     Conn& c = conns[idx];
     const size_t na = cfg.addrs.size();
     const sockaddr_in& dest = cfg.addrs[c.global_id % na];
-    const sockaddr_in* src = cfg.srcips.empty() ? nullptr : &cfg.srcips[(c.global_id / na) % cfg.srcips.size()];
+    const sockaddr_in* src =
+        cfg.srcips.empty() ? nullptr : &cfg.srcips[(c.global_id / na) % cfg.srcips.size()];
     ++c.gen;
     c.reader = proto::FrameReader{};
     c.goaway = c.got_error = false;
@@ -257,7 +259,8 @@ struct LoadWorker::Impl {
     if (!c.active || !sending) return;
     if (!c.act) c.act = std::make_unique<ActiveState>();
     if (cfg.closed_loop()) {
-      for (uint32_t k = 0; k < cfg.inflight && c.state == State::kOpen; ++k) send_op(c, idx, now, now);
+      for (uint32_t k = 0; k < cfg.inflight && c.state == State::kOpen; ++k)
+        send_op(c, idx, now, now);
     } else {
       c.next_send = now + cfg.schedule.first_offset(c.rng);
       timers.push({c.next_send, idx, c.gen});
@@ -335,7 +338,8 @@ struct LoadWorker::Impl {
     p.measured = intended >= t_warm && intended < t_end;
     const Op op = cfg.op;
     if (op != Op::kPing) p.size = cfg.payload.pick(c.rng);
-    if (op == Op::kEcho || op == Op::kSink || op == Op::kStream) p.pat_off = PayloadPattern::pick_offset(c.rng);
+    if (op == Op::kEcho || op == Op::kSink || op == Op::kStream)
+      p.pat_off = PayloadPattern::pick_offset(c.rng);
     uint8_t* out = wbuf.data();
     size_t len = 0;
     switch (op) {
@@ -345,7 +349,8 @@ struct LoadWorker::Impl {
         break;
       case Op::kEcho:
       case Op::kSink:
-        proto::write_header(out, op == Op::kEcho ? proto::FrameType::kEcho : proto::FrameType::kSink,
+        proto::write_header(out,
+                            op == Op::kEcho ? proto::FrameType::kEcho : proto::FrameType::kSink,
                             static_cast<uint16_t>(p.size));
         std::memcpy(out + proto::kHeaderSize, pat.at(p.pat_off), p.size);
         len = proto::kHeaderSize + p.size;
@@ -403,10 +408,14 @@ struct LoadWorker::Impl {
     const Pending& p = c.act->front();
     const uint64_t got = c.act->got;
     switch (cfg.op) {
-      case Op::kPing: return h.type == 0x01 && h.length == 0;
-      case Op::kEcho: return h.type == 0x02 && h.length == p.size;
-      case Op::kSink: return h.type == 0x03 && h.length == 0;
-      case Op::kStream: return h.type == (got == 0 ? 0x04 : 0x05) && h.length == 0;
+      case Op::kPing:
+        return h.type == 0x01 && h.length == 0;
+      case Op::kEcho:
+        return h.type == 0x02 && h.length == p.size;
+      case Op::kSink:
+        return h.type == 0x03 && h.length == 0;
+      case Op::kStream:
+        return h.type == (got == 0 ? 0x04 : 0x05) && h.length == 0;
       case Op::kFetch: {
         if (h.type != 0x06) return false;
         const uint64_t expect = got < p.size ? std::min<uint64_t>(cfg.chunk, p.size - got) : 0;
@@ -457,11 +466,17 @@ struct LoadWorker::Impl {
     switch (cfg.op) {
       case Op::kPing:
       case Op::kEcho:
-      case Op::kSink: done = true; break;
-      case Op::kStream: done = ++a.got == 1 + uint64_t{chunk_count(p.size, cfg.chunk)}; break;
+      case Op::kSink:
+        done = true;
+        break;
+      case Op::kStream:
+        done = ++a.got == 1 + uint64_t{chunk_count(p.size, cfg.chunk)};
+        break;
       case Op::kFetch:
-        if (h.length == 0) done = true;
-        else a.got += h.length;
+        if (h.length == 0)
+          done = true;
+        else
+          a.got += h.length;
         break;
     }
     if (done) complete(c, idx, now);
@@ -493,7 +508,8 @@ struct LoadWorker::Impl {
     std::span<const uint8_t> piece;
     for (;;) {
       switch (c.reader.next(in, &piece)) {
-        case proto::FrameReader::Event::kNeedMore: return true;
+        case proto::FrameReader::Event::kNeedMore:
+          return true;
         case proto::FrameReader::Event::kHeader:
           if (!header_ok(c, c.reader.header())) {
             // The stream can no longer be trusted: count it and drop the connection.
@@ -502,7 +518,9 @@ struct LoadWorker::Impl {
             return false;
           }
           break;
-        case proto::FrameReader::Event::kPayload: on_payload(c, piece); break;
+        case proto::FrameReader::Event::kPayload:
+          on_payload(c, piece);
+          break;
         case proto::FrameReader::Event::kEnd:
           if (!on_frame_end(c, idx, now)) return false;
           break;
@@ -516,9 +534,10 @@ struct LoadWorker::Impl {
       if (n == -EAGAIN) return;
       if (n <= 0) {
         const bool expected = c.got_error || (c.goaway && (!c.act || c.act->count == 0));
-        close_conn(c, idx, c.got_error ? CloseReason::kAfterError
-                           : expected  ? CloseReason::kGoaway
-                                       : CloseReason::kUnexpected);
+        close_conn(c, idx,
+                   c.got_error ? CloseReason::kAfterError
+                   : expected  ? CloseReason::kGoaway
+                               : CloseReason::kUnexpected);
         return;
       }
       ctr.bytes_in.add(static_cast<uint64_t>(n));
@@ -556,7 +575,8 @@ struct LoadWorker::Impl {
       if (now >= next_tick) {
         const Nanos cpu = thread_cpu_now();
         if (sending && now - tick_wall > 0 &&
-            static_cast<double>(cpu - tick_cpu) > kSaturatedCpuShare * static_cast<double>(now - tick_wall))
+            static_cast<double>(cpu - tick_cpu) >
+                kSaturatedCpuShare * static_cast<double>(now - tick_wall))
           ctr.saturated_ticks.add();
         tick_cpu = cpu;
         tick_wall = now;
@@ -602,7 +622,8 @@ struct LoadWorker::Impl {
     for (auto& c : conns) {
       if (!c.act) continue;
       for (uint32_t i = 0; i < c.act->count; ++i)
-        if (c.act->ring[(c.act->head + i) & (c.act->ring.size() - 1)].measured) ctr.incomplete_at_end.add();
+        if (c.act->ring[(c.act->head + i) & (c.act->ring.size() - 1)].measured)
+          ctr.incomplete_at_end.add();
     }
     for (auto& c : conns) {
       if (c.fd >= 0) ::close(c.fd);
@@ -613,8 +634,8 @@ struct LoadWorker::Impl {
   }
 };
 
-LoadWorker::LoadWorker(const LoadConfig& config, const PayloadPattern& pattern, std::vector<uint64_t> global_ids,
-                       double ramp_per_s)
+LoadWorker::LoadWorker(const LoadConfig& config, const PayloadPattern& pattern,
+                       std::vector<uint64_t> global_ids, double ramp_per_s)
     : impl_(std::make_unique<Impl>(*this, config, pattern, std::move(global_ids), ramp_per_s)) {}
 
 LoadWorker::~LoadWorker() = default;
@@ -632,7 +653,8 @@ std::string LoadWorker::first_connect_error() const {
   for (size_t i = 0; i < kConnectFailKinds; ++i) {
     if (impl_->first_error[i].empty()) continue;
     if (!out.empty()) out += "; ";
-    out += std::string(connect_fail_name(static_cast<ConnectFail>(i))) + ": " + impl_->first_error[i];
+    out +=
+        std::string(connect_fail_name(static_cast<ConnectFail>(i))) + ": " + impl_->first_error[i];
   }
   return out;
 }

@@ -30,8 +30,8 @@ class LoadWorker : NonCopyable {
  public:
   /// `global_ids`: the connections this loop owns (their ids pick address, source IP,
   /// activity and the seeded streams). `pattern` must outlive the worker.
-  LoadWorker(const LoadConfig& config, const PayloadPattern& pattern, std::vector<uint64_t> global_ids,
-             double ramp_per_s);
+  LoadWorker(const LoadConfig& config, const PayloadPattern& pattern,
+             std::vector<uint64_t> global_ids, double ramp_per_s);
   ~LoadWorker();
 
   /// Runs the loop until the run's end (t0 + warmup + duration, then up to `grace` for

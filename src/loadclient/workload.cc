@@ -35,7 +35,8 @@ Nanos Schedule::next_gap(Rng& rng) const {
   return gap < 1.0 ? 1 : static_cast<Nanos>(gap);
 }
 
-std::optional<PayloadMix> PayloadMix::parse(std::string_view text, std::string* error, uint64_t max_size) {
+std::optional<PayloadMix> PayloadMix::parse(std::string_view text, std::string* error,
+                                            uint64_t max_size) {
   const std::string original(text);
   auto fail = [&](const std::string& why) -> std::optional<PayloadMix> {
     if (error) *error = fmt::format("--payload '{}': {}", original, why);
@@ -53,10 +54,12 @@ std::optional<PayloadMix> PayloadMix::parse(std::string_view text, std::string* 
       weight_text = item.substr(colon + 1);
     }
     const auto size = parse_size(size_text);
-    if (!size || *size > max_size) return fail(fmt::format("size '{}' is not 0..{}", size_text, max_size));
+    if (!size || *size > max_size)
+      return fail(fmt::format("size '{}' is not 0..{}", size_text, max_size));
     double weight = 1.0;
     if (!weight_text.empty()) {
-      auto [p, ec] = std::from_chars(weight_text.data(), weight_text.data() + weight_text.size(), weight);
+      auto [p, ec] =
+          std::from_chars(weight_text.data(), weight_text.data() + weight_text.size(), weight);
       if (ec != std::errc() || p != weight_text.data() + weight_text.size() || !(weight > 0) ||
           !std::isfinite(weight))
         return fail(fmt::format("weight '{}' is not a positive number", weight_text));
@@ -116,7 +119,8 @@ static std::optional<uint32_t> parse_ip(std::string_view text) {
   return ntohl(a.s_addr);
 }
 
-std::optional<std::vector<sockaddr_in>> parse_source_ips(std::string_view text, std::string* error) {
+std::optional<std::vector<sockaddr_in>> parse_source_ips(std::string_view text,
+                                                         std::string* error) {
   auto fail = [&](const std::string& why) -> std::optional<std::vector<sockaddr_in>> {
     if (error) *error = fmt::format("--srcips '{}': {}", text, why);
     return std::nullopt;

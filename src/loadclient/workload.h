@@ -57,10 +57,13 @@ struct Schedule {
 /// totals may be larger).
 class PayloadMix {
  public:
-  static std::optional<PayloadMix> parse(std::string_view text, std::string* error, uint64_t max_size = 65535);
+  static std::optional<PayloadMix> parse(std::string_view text, std::string* error,
+                                         uint64_t max_size = 65535);
   uint32_t pick(Rng& rng) const;
   uint32_t max_size() const;
-  const std::vector<std::pair<uint32_t, double>>& entries() const { return entries_; }  // size, weight
+  const std::vector<std::pair<uint32_t, double>>& entries() const {
+    return entries_;
+  }  // size, weight
   std::string to_string() const;
 
  private:

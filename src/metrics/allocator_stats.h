@@ -10,13 +10,13 @@
 namespace c10m::metrics {
 
 struct TcmallocStats {
-  uint64_t current_allocated_bytes = 0;   // generic.current_allocated_bytes
-  uint64_t heap_size = 0;                 // generic.heap_size
-  uint64_t pageheap_free_bytes = 0;       // tcmalloc.pageheap_free_bytes
-  uint64_t pageheap_unmapped_bytes = 0;   // tcmalloc.pageheap_unmapped_bytes
-  uint64_t thread_cache_bytes = 0;        // tcmalloc.current_total_thread_cache_bytes
-  uint64_t central_cache_free_bytes = 0;  // tcmalloc.central_cache_free_bytes
-  uint64_t transfer_cache_free_bytes = 0; // tcmalloc.transfer_cache_free_bytes
+  uint64_t current_allocated_bytes = 0;    // generic.current_allocated_bytes
+  uint64_t heap_size = 0;                  // generic.heap_size
+  uint64_t pageheap_free_bytes = 0;        // tcmalloc.pageheap_free_bytes
+  uint64_t pageheap_unmapped_bytes = 0;    // tcmalloc.pageheap_unmapped_bytes
+  uint64_t thread_cache_bytes = 0;         // tcmalloc.current_total_thread_cache_bytes
+  uint64_t central_cache_free_bytes = 0;   // tcmalloc.central_cache_free_bytes
+  uint64_t transfer_cache_free_bytes = 0;  // tcmalloc.transfer_cache_free_bytes
 };
 
 struct AllocatorStats {

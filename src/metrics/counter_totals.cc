@@ -25,7 +25,8 @@ void CounterTotals::add(const ThreadCounters& b, bool live) {
   drain_forced += b.drain_forced.load();
   service_count += b.service_count.load();
   service_sum_ns += b.service_sum_ns.load();
-  for (size_t i = 0; i < kServiceBucketCount; ++i) service_buckets[i] += b.service_buckets[i].load();
+  for (size_t i = 0; i < kServiceBucketCount; ++i)
+    service_buckets[i] += b.service_buckets[i].load();
 }
 
 }  // namespace c10m::metrics

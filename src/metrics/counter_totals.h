@@ -14,8 +14,8 @@ namespace c10m::metrics {
 
 constexpr size_t kAcceptErrorCount = static_cast<size_t>(AcceptError::kCount);
 constexpr size_t kTimeoutKindCount = static_cast<size_t>(TimeoutKind::kCount);
-constexpr size_t kFrameTypeSlots = 7;   // ThreadCounters::frames, by type value 1..6
-constexpr size_t kErrorCodeSlots = 7;   // ThreadCounters::protocol_errors, by code 1..6
+constexpr size_t kFrameTypeSlots = 7;  // ThreadCounters::frames, by type value 1..6
+constexpr size_t kErrorCodeSlots = 7;  // ThreadCounters::protocol_errors, by code 1..6
 
 struct CounterTotals {
   uint64_t conns_opened = 0;

@@ -16,8 +16,12 @@ namespace c10m::metrics {
 /// A single-writer counter: increments are a relaxed load + store (no lock prefix).
 class Counter {
  public:
-  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void add(uint64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(uint64_t n = 1) {
+    v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   void set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
   uint64_t load() const { return v_.load(std::memory_order_relaxed); }
   /// For blocks with several writers (merging a private block into a shared one): an
@@ -33,26 +37,26 @@ enum class AcceptError : uint8_t { kEmfile, kEnfile, kNomem, kOther, kCount };
 enum class TimeoutKind : uint8_t { kIdle, kFrame, kWrite, kCount };
 
 /// frame_service_seconds buckets (upper bounds, seconds); the last is +Inf.
-inline constexpr double kServiceBuckets[] = {1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3,
-                                             5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0};
+inline constexpr double kServiceBuckets[] = {1e-5, 5e-5, 1e-4,   2.5e-4, 5e-4, 1e-3, 2.5e-3,
+                                             5e-3, 1e-2, 2.5e-2, 5e-2,   0.1,  0.25, 1.0};
 inline constexpr size_t kServiceBucketCount = std::size(kServiceBuckets) + 1;
 
 struct alignas(64) ThreadCounters {
-  Counter conns_opened;        // accepted and kept (conns_open = opened - closed)
+  Counter conns_opened;  // accepted and kept (conns_open = opened - closed)
   Counter conns_closed;
-  Counter accept_total;        // every accepted socket, including those refused by max-conns
+  Counter accept_total;  // every accepted socket, including those refused by max-conns
   Counter accept_errors[static_cast<size_t>(AcceptError::kCount)];
-  Counter overloaded_total;    // refused with ERROR OVERLOADED (also in protocol_errors)
+  Counter overloaded_total;  // refused with ERROR OVERLOADED (also in protocol_errors)
   Counter bytes_in;
   Counter bytes_out;
   Counter frames[7];           // requests fully received, by type value 1..6 (index 0 unused)
   Counter protocol_errors[7];  // ERROR frames sent, by code 1..6 (index 0 unused)
   Counter truncated_frames;    // EOF inside a request frame
   Counter timeouts[static_cast<size_t>(TimeoutKind::kCount)];
-  Counter write_queue_drops;   // connections closed by the write timeout
-  Counter write_queue_bytes;   // gauge: bytes currently queued (add on queue, sub on send)
+  Counter write_queue_drops;  // connections closed by the write timeout
+  Counter write_queue_bytes;  // gauge: bytes currently queued (add on queue, sub on send)
   Counter drain_forced;
-  Counter service_count;       // frame_service_seconds histogram
+  Counter service_count;  // frame_service_seconds histogram
   Counter service_sum_ns;
   Counter service_buckets[kServiceBucketCount];  // non-cumulative counts
 

@@ -9,7 +9,7 @@
 namespace c10m::metrics {
 namespace {
 
-constexpr const char* kFrameTypes[kFrameTypeSlots] = {nullptr, "PING",   "ECHO", "SINK",
+constexpr const char* kFrameTypes[kFrameTypeSlots] = {nullptr,  "PING",  "ECHO", "SINK",
                                                       "STREAM", "CHUNK", "FETCH"};
 constexpr const char* kErrorCodes[kErrorCodeSlots] = {
     nullptr,      "FRAME_TOO_LARGE", "UNKNOWN_TYPE", "BAD_LENGTH",
@@ -22,7 +22,8 @@ class Writer {
   explicit Writer(std::string* out) : out_(out) {}
 
   void header(const char* name, const char* type, const char* help) {
-    fmt::format_to(std::back_inserter(*out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    fmt::format_to(std::back_inserter(*out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name,
+                   type);
   }
   void sample(const char* name, uint64_t v) {
     fmt::format_to(std::back_inserter(*out_), "{} {}\n", name, v);
@@ -50,8 +51,8 @@ class Writer {
 
 /// process_* for one or several processes (a pid label when several).
 template <typename F>
-void per_process(Writer& w, const Scrape& s, const char* name, const char* type,
-                 const char* help, F value) {
+void per_process(Writer& w, const Scrape& s, const char* name, const char* type, const char* help,
+                 F value) {
   if (s.processes.empty()) return;
   w.header(name, type, help);
   if (s.processes.size() == 1) {
@@ -66,8 +67,12 @@ void per_process(Writer& w, const Scrape& s, const char* name, const char* type,
 
 }  // namespace
 
-const char* frame_type_label(size_t v) { return v > 0 && v < kFrameTypeSlots ? kFrameTypes[v] : "?"; }
-const char* error_code_label(size_t v) { return v > 0 && v < kErrorCodeSlots ? kErrorCodes[v] : "?"; }
+const char* frame_type_label(size_t v) {
+  return v > 0 && v < kFrameTypeSlots ? kFrameTypes[v] : "?";
+}
+const char* error_code_label(size_t v) {
+  return v > 0 && v < kErrorCodeSlots ? kErrorCodes[v] : "?";
+}
 const char* accept_error_label(AcceptError e) {
   const auto i = static_cast<size_t>(e);
   return i < kAcceptErrorCount ? kAcceptErrors[i] : "?";
@@ -96,8 +101,8 @@ void render_prometheus(const Scrape& s, std::string* out) {
           t.conns_open());
   w.counter("c10m_conns_opened_total", "Connections accepted and kept.", t.conns_opened);
   w.counter("c10m_conns_closed_total", "Connections closed, for any reason.", t.conns_closed);
-  w.counter("c10m_accept_total",
-            "Sockets accepted, including those refused by --max-conns.", t.accept_total);
+  w.counter("c10m_accept_total", "Sockets accepted, including those refused by --max-conns.",
+            t.accept_total);
 
   w.header("c10m_accept_errors_total", "counter", "accept() failures by errno class.");
   for (size_t i = 0; i < kAcceptErrorCount; ++i)
@@ -118,8 +123,9 @@ void render_prometheus(const Scrape& s, std::string* out) {
   for (size_t i = 0; i < kServiceBucketCount; ++i) {
     cumulative += t.service_buckets[i];
     if (i + 1 < kServiceBucketCount) {
-      fmt::format_to(std::back_inserter(*out), "c10m_frame_service_seconds_bucket{{le=\"{}\"}} {}\n",
-                     kServiceBuckets[i], cumulative);
+      fmt::format_to(std::back_inserter(*out),
+                     "c10m_frame_service_seconds_bucket{{le=\"{}\"}} {}\n", kServiceBuckets[i],
+                     cumulative);
     } else {
       fmt::format_to(std::back_inserter(*out),
                      "c10m_frame_service_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
@@ -143,8 +149,8 @@ void render_prometheus(const Scrape& s, std::string* out) {
   w.counter("c10m_write_queue_drops_total",
             "Connections closed because output waited longer than --write-timeout.",
             t.write_queue_drops);
-  w.gauge("c10m_write_queue_bytes", "Reply bytes queued in the server, not yet taken by the kernel.",
-          t.write_queue_bytes());
+  w.gauge("c10m_write_queue_bytes",
+          "Reply bytes queued in the server, not yet taken by the kernel.", t.write_queue_bytes());
   w.counter("c10m_drain_forced_total", "Connections force-closed at the drain deadline.",
             t.drain_forced);
 
@@ -166,7 +172,8 @@ void render_prometheus(const Scrape& s, std::string* out) {
   w.labeled("c10m_allocator_info", "allocator", s.allocator.allocator, 1);
   w.gauge("c10m_allocator_bytes_in_use",
           "Heap bytes allocated and not freed (glibc mallinfo2 uordblks+hblkhd, tcmalloc "
-          "generic.current_allocated_bytes, or the sanitizer allocator) of the process serving /metrics.",
+          "generic.current_allocated_bytes, or the sanitizer allocator) of the process serving "
+          "/metrics.",
           s.allocator.bytes_in_use);
   if (s.allocator.has_tcmalloc) {
     const TcmallocStats& m = s.allocator.tcmalloc;

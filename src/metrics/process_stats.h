@@ -13,10 +13,10 @@ struct ProcessStats {
   pid_t pid = 0;
   uint64_t resident_bytes = 0;
   uint64_t virtual_bytes = 0;
-  double cpu_seconds = 0;          // user + system
+  double cpu_seconds = 0;  // user + system
   uint64_t open_fds = 0;
-  uint64_t max_fds = 0;            // RLIMIT_NOFILE soft limit
-  double start_time_seconds = 0;   // since the Unix epoch
+  uint64_t max_fds = 0;           // RLIMIT_NOFILE soft limit
+  double start_time_seconds = 0;  // since the Unix epoch
   uint64_t threads = 0;
 };
 

@@ -61,8 +61,7 @@ ShmCounterRegion::~ShmCounterRegion() {
 }
 
 std::unique_ptr<ShmCounterRegion> ShmCounterRegion::init_fd(int fd, std::string path,
-                                                            size_t workers,
-                                                            size_t slots_per_worker,
+                                                            size_t workers, size_t slots_per_worker,
                                                             std::string* error) {
   if (workers == 0 || slots_per_worker == 0 || workers > (1u << 20) ||
       slots_per_worker > (1u << 16)) {
@@ -73,7 +72,8 @@ std::unique_ptr<ShmCounterRegion> ShmCounterRegion::init_fd(int fd, std::string 
   }
   const size_t headers_off = sizeof(RegionHeader);
   const size_t slots_off = align_up(headers_off + workers * sizeof(WorkerHeader), 4096);
-  const size_t total = align_up(slots_off + workers * slots_per_worker * sizeof(ThreadCounters), 4096);
+  const size_t total =
+      align_up(slots_off + workers * slots_per_worker * sizeof(ThreadCounters), 4096);
   if (::ftruncate(fd, static_cast<off_t>(total)) != 0) {
     *error = errno_text("counter region: ftruncate", path);
     ::close(fd);
@@ -89,7 +89,8 @@ std::unique_ptr<ShmCounterRegion> ShmCounterRegion::init_fd(int fd, std::string 
   }
   auto* bytes = static_cast<uint8_t*>(base);
   // Fresh pages are zero; construct the objects so the atomics formally exist.
-  for (size_t w = 0; w < workers; ++w) new (bytes + headers_off + w * sizeof(WorkerHeader)) WorkerHeader{};
+  for (size_t w = 0; w < workers; ++w)
+    new (bytes + headers_off + w * sizeof(WorkerHeader)) WorkerHeader{};
   for (size_t i = 0; i < workers * slots_per_worker; ++i)
     new (bytes + slots_off + i * sizeof(ThreadCounters)) ThreadCounters{};
   auto* h = new (bytes) RegionHeader{};
@@ -176,7 +177,8 @@ std::unique_ptr<ShmCounterRegion> ShmCounterRegion::open_file(const std::string&
 
 WorkerHeader* ShmCounterRegion::worker_header(size_t w) const {
   const auto* h = reinterpret_cast<const RegionHeader*>(base_);
-  return reinterpret_cast<WorkerHeader*>(base_ + h->worker_headers_offset + w * sizeof(WorkerHeader));
+  return reinterpret_cast<WorkerHeader*>(base_ + h->worker_headers_offset +
+                                         w * sizeof(WorkerHeader));
 }
 
 ThreadCounters* ShmCounterRegion::block(size_t w, size_t s) const {

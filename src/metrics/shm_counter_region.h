@@ -45,7 +45,7 @@ struct alignas(64) RegionHeader {
   uint32_t version;
   uint32_t workers;
   uint32_t slots_per_worker;
-  uint32_t slot_size;            // sizeof(ThreadCounters) of the writer's build
+  uint32_t slot_size;  // sizeof(ThreadCounters) of the writer's build
   uint64_t worker_headers_offset;
   uint64_t slots_offset;
   uint64_t total_size;
@@ -53,7 +53,7 @@ struct alignas(64) RegionHeader {
 static_assert(sizeof(RegionHeader) == 64);
 
 struct alignas(64) WorkerHeader {
-  std::atomic<int32_t> pid;          // process that attached this worker; 0 = none yet
+  std::atomic<int32_t> pid;  // process that attached this worker; 0 = none yet
   std::atomic<uint32_t> attach_count;
 };
 static_assert(sizeof(WorkerHeader) == 64);
@@ -63,15 +63,13 @@ class ShmCounterRegion final : public CounterSource {
  public:
   /// Anonymous region (memfd named `name`, for /proc/PID/fd readability). Share it by
   /// forking after creation; fd() stays open (close-on-exec) for passing explicitly.
-  static std::unique_ptr<ShmCounterRegion> create_anonymous(const std::string& name,
-                                                            size_t workers,
+  static std::unique_ptr<ShmCounterRegion> create_anonymous(const std::string& name, size_t workers,
                                                             size_t slots_per_worker,
                                                             std::string* error);
   /// Region in a file at `path` (created or truncated, mode 0600). The file is unlinked
   /// when this object is destroyed in the creating process (unless release_path()).
   static std::unique_ptr<ShmCounterRegion> create_file(const std::string& path, size_t workers,
-                                                       size_t slots_per_worker,
-                                                       std::string* error);
+                                                       size_t slots_per_worker, std::string* error);
   /// Maps an existing region (file path) for reading and attaching. Checks the layout.
   static std::unique_ptr<ShmCounterRegion> open_file(const std::string& path, std::string* error);
 

@@ -16,7 +16,7 @@ constexpr size_t kMaxPayload = 65535;
 constexpr size_t kMaxFrame = kHeaderSize + kMaxPayload;
 constexpr size_t kStreamPayloadSize = 12;  // STREAM and FETCH: total u64 + chunk u32
 constexpr size_t kMaxErrorReason = 200;
-constexpr uint8_t kFetchModulus = 251;     // default FETCH content: byte i is i mod 251
+constexpr uint8_t kFetchModulus = 251;  // default FETCH content: byte i is i mod 251
 
 enum class FrameType : uint8_t {
   kPing = 0x01,
@@ -38,7 +38,7 @@ enum class ErrorCode : uint8_t {
   kTimeout = 0x05,
   kOverloaded = 0x06,
 };
-constexpr size_t kErrorCodeCount = 7;   // index by the code's value (0 unused)
+constexpr size_t kErrorCodeCount = 7;    // index by the code's value (0 unused)
 constexpr size_t kRequestTypeCount = 7;  // index by the type's value (0 unused)
 
 struct FrameHeader {
@@ -101,7 +101,9 @@ struct StreamSpec {
   uint64_t total = 0;
   uint32_t chunk = 0;
 };
-inline constexpr StreamSpec parse_stream_spec(const uint8_t* p) { return {load_u64(p), load_u32(p + 8)}; }
+inline constexpr StreamSpec parse_stream_spec(const uint8_t* p) {
+  return {load_u64(p), load_u32(p + 8)};
+}
 inline constexpr void write_stream_spec(uint8_t* p, StreamSpec s) {
   store_u64(p, s.total);
   store_u32(p + 8, s.chunk);

@@ -52,7 +52,9 @@ class FrameReader {
   FrameHeader header() const { return header_; }
   uint32_t remaining() const { return remaining_; }
   /// True when some bytes of a frame were consumed but the frame is not complete.
-  bool mid_frame() const { return state_ == State::kPayload || (state_ == State::kHeader && have_ > 0); }
+  bool mid_frame() const {
+    return state_ == State::kPayload || (state_ == State::kHeader && have_ > 0);
+  }
 
  private:
   enum class State { kHeader, kPayload, kEnd };

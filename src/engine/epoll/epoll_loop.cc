@@ -187,8 +187,8 @@ bool EpollLoop::flush(EpollConn* c, Nanos now) {
       now = mono_now();
       s.on_sent(static_cast<size_t>(n), now);
       written += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < want) break;        // kernel buffer full: EPOLLOUT
-      if (written >= kMaxWriteBytesPerEvent) break;    // fairness: EPOLLOUT brings us back
+      if (static_cast<size_t>(n) < want) break;      // kernel buffer full: EPOLLOUT
+      if (written >= kMaxWriteBytesPerEvent) break;  // fairness: EPOLLOUT brings us back
       continue;
     }
     if (n == -EAGAIN || n == -EWOULDBLOCK) break;
@@ -219,8 +219,10 @@ void EpollLoop::settle(EpollConn* c, Nanos now) {
 
 void EpollLoop::close_conn(EpollConn* c, bool aborted) {
   wheel_.cancel(c);
-  if (c->all_prev != nullptr) c->all_prev->all_next = c->all_next;
-  else all_head_ = c->all_next;
+  if (c->all_prev != nullptr)
+    c->all_prev->all_next = c->all_next;
+  else
+    all_head_ = c->all_next;
   if (c->all_next != nullptr) c->all_next->all_prev = c->all_prev;
   if (draining_ && !forced_ &&
       (aborted || c->session.close_cause() == core::CloseCause::kPeerClosed))

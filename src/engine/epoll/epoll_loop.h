@@ -25,9 +25,9 @@ namespace c10m::engine {
 struct EpollShared {
   const core::ServerConfig* config = nullptr;
   const core::ContentSource* content = nullptr;
-  int drain_fd = -1;                        // eventfd: readable once a drain was requested
-  std::atomic<uint64_t> open{0};            // open connections, process-wide (--max-conns)
-  std::atomic<Nanos> drain_at{kNever};      // when request_drain() was first called
+  int drain_fd = -1;                    // eventfd: readable once a drain was requested
+  std::atomic<uint64_t> open{0};        // open connections, process-wide (--max-conns)
+  std::atomic<Nanos> drain_at{kNever};  // when request_drain() was first called
   AcceptErrorLog accept_log;
 };
 
@@ -38,8 +38,8 @@ struct EpollConn : TimerNode {
   EpollConn* all_prev = nullptr;  // the loop's list of open connections (drain walks it)
   EpollConn* all_next = nullptr;
   int fd;
-  uint32_t events = 0;            // epoll interest currently registered
-  bool peer_eof = false;          // read() returned 0: no more EPOLLIN
+  uint32_t events = 0;    // epoll interest currently registered
+  bool peer_eof = false;  // read() returned 0: no more EPOLLIN
   core::Session session;
 };
 
@@ -71,9 +71,9 @@ class EpollLoop : NonCopyable {
 
  private:
   void on_conn_event(EpollConn* c, uint32_t ev, Nanos now);
-  bool read_burst(EpollConn* c, Nanos now);   // false: connection dead (I/O error)
-  bool flush(EpollConn* c, Nanos now);        // false: connection dead
-  void settle(EpollConn* c, Nanos now);       // close if finished, else interest + timer
+  bool read_burst(EpollConn* c, Nanos now);  // false: connection dead (I/O error)
+  bool flush(EpollConn* c, Nanos now);       // false: connection dead
+  void settle(EpollConn* c, Nanos now);      // close if finished, else interest + timer
   void close_conn(EpollConn* c, bool aborted);
   void accept_burst(Nanos now);
   void refuse(int fd, Nanos now);

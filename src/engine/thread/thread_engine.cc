@@ -111,10 +111,9 @@ DrainReport ThreadEngine::run() {
   report.open_at_start = open_.load();
   // Each connection thread forces itself at the drain deadline and then has at most the
   // write timeout to flush; past that (plus slack) run() shuts down the stragglers' sockets.
-  const Nanos hard = config_.drain_timeout > 0
-                         ? start + config_.drain_timeout + config_.limits.write_timeout +
-                               2 * kForceGrace
-                         : kNever;
+  const Nanos hard = config_.drain_timeout > 0 ? start + config_.drain_timeout +
+                                                     config_.limits.write_timeout + 2 * kForceGrace
+                                               : kNever;
   std::unique_lock lock(mu_);
   while (threads_alive_ > 0) {
     const Nanos t = mono_now();
@@ -222,8 +221,10 @@ bool ThreadEngine::start_thread(Conn* c) {
   pthread_attr_destroy(&attr);
   if (rc == 0) return true;
   std::lock_guard lock(mu_);
-  if (c->prev != nullptr) c->prev->next = c->next;
-  else conns_head_ = c->next;
+  if (c->prev != nullptr)
+    c->prev->next = c->next;
+  else
+    conns_head_ = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
   --threads_alive_;
   return false;
@@ -242,8 +243,10 @@ void ThreadEngine::finish(Conn* c, bool reset) {
     // Unlink before close: once unlinked, run() no longer shuts this fd down, so it cannot
     // hit a reused fd number.
     std::lock_guard lock(mu_);
-    if (c->prev != nullptr) c->prev->next = c->next;
-    else conns_head_ = c->next;
+    if (c->prev != nullptr)
+      c->prev->next = c->next;
+    else
+      conns_head_ = c->next;
     if (c->next != nullptr) c->next->prev = c->prev;
   }
   // Count it out before the peer can see the close (--max-conns and a quick reconnect).
@@ -364,8 +367,7 @@ bool ThreadEngine::serve(Conn* c) {
     if (aborted) break;
   }
 
-  if (drain_seen && !forced &&
-      (aborted || s.close_cause() == core::CloseCause::kPeerClosed))
+  if (drain_seen && !forced && (aborted || s.close_cause() == core::CloseCause::kPeerClosed))
     closed_by_peer_.fetch_add(1, std::memory_order_relaxed);
   counters->conns_closed.add();
   // RST for the write-timeout drop, and for a forced connection that could not flush.
