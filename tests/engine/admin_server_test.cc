@@ -1,25 +1,18 @@
 // The admin side port in-process: routes, status codes, a live scrape accepted by
 // `promtool check metrics`, and a real Prometheus server scraping it.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
+#include <memory>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "admin/admin_server.h"
 #include "admin/http_get.h"
 #include "admin/profiling.h"
 #include "metrics/heap_counter_slots.h"
-#include "sys/socket.h"
+#include "test_util.h"
 
 namespace c10m::admin {
 namespace {
@@ -36,33 +29,8 @@ struct Harness {
   HttpResponse get(const std::string& path) { return http_get("127.0.0.1", server.port(), path); }
 };
 
-/// Runs a command, returns its exit status and combined output.
-int run_command(const std::string& cmd, std::string* output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  output->clear();
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-fs::path make_temp_dir(const char* tag) {
-  char tmpl[128];
-  snprintf(tmpl, sizeof tmpl, "/tmp/c10m-%s-XXXXXX", tag);
-  const char* d = mkdtemp(tmpl);
-  return d == nullptr ? fs::path() : fs::path(d);
-}
-
-uint16_t free_port() {
-  const auto ep = sys::parse_ipv4_endpoint("127.0.0.1:0");
-  sys::ListenOptions opts;
-  opts.nonblocking = false;
-  sys::Fd fd(sys::listen_tcp(*ep, opts));
-  const auto local = sys::local_endpoint(fd.get());
-  return local ? ntohs(local->sin_port) : 0;
-}
+using test::make_temp_dir;
+using test::run_command;
 
 TEST(AdminServer, ServesMetricsHealthAndPprofIndex) {
   Harness h;
@@ -145,64 +113,21 @@ TEST(AdminServer, PromtoolAcceptsALiveScrape) {
 }
 
 TEST(AdminServer, RealPrometheusScrapesIt) {
-  const char* prometheus = "/usr/bin/prometheus";
-  if (access(prometheus, X_OK) != 0) GTEST_SKIP() << "prometheus not installed";
+  if (!test::PrometheusProcess::installed()) GTEST_SKIP() << "prometheus not installed";
   Harness h;
   h.slots.slot(0)->conns_opened.add(45);
   h.slots.slot(1)->conns_closed.add(3);  // conns_open = 42
 
-  const fs::path dir = make_temp_dir("prometheus");
-  ASSERT_FALSE(dir.empty());
-  const uint16_t web_port = free_port();
-  std::ofstream(dir / "prometheus.yml")
-      << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-      << "scrape_configs:\n  - job_name: c10m\n    scrape_interval: 1s\n"
-      << "    static_configs:\n      - targets: ['127.0.0.1:" << h.server.port() << "']\n";
-  const std::string config = "--config.file=" + (dir / "prometheus.yml").string();
-  const std::string storage = "--storage.tsdb.path=" + (dir / "data").string();
-  const std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(web_port);
-  const std::string log = (dir / "prometheus.log").string();
-
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(prometheus, prometheus, config.c_str(), storage.c_str(), listen.c_str(),
-          "--log.level=warn", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-
+  test::PrometheusProcess prometheus;
+  ASSERT_EQ(prometheus.start(h.server.port()), "");
   // Poll its query API until the scraped value shows up (bounded).
-  std::string value;
-  std::string last;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const HttpResponse r =
-        http_get("127.0.0.1", web_port, "/api/v1/query?query=c10m_conns_open", 2000);
-    if (r.status == 200) {
-      last = r.body;
-      const auto j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-      if (j.is_object() && j.value("status", "") == "success" &&
-          !j["data"]["result"].empty()) {
-        value = j["data"]["result"][0]["value"][1].get<std::string>();
-        EXPECT_EQ(j["data"]["result"][0]["metric"]["job"], "c10m");
-        break;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  test::PrometheusProcess::Sample s =
+      prometheus.query_first("c10m_conns_open", std::chrono::seconds(60));
+  if (s.found) {
+    EXPECT_EQ(s.result["metric"]["job"], "c10m");
   }
-  kill(pid, SIGTERM);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  std::string log_text;
-  {
-    std::ifstream in(log);
-    log_text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  fs::remove_all(dir);
-  EXPECT_EQ(value, "42") << "last answer: " << last << "\nprometheus log:\n" << log_text;
+  const std::string log_text = prometheus.stop();
+  EXPECT_EQ(s.value, "42") << "last answer: " << s.last_body << "\nprometheus log:\n" << log_text;
 }
 
 }  // namespace

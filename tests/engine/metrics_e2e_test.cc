@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -17,6 +16,7 @@
 
 #include "admin/http_get.h"
 #include "test_client.h"
+#include "test_util.h"
 
 namespace c10m::test {
 namespace {
@@ -45,23 +45,6 @@ Samples parse_samples(const std::string& text) {
   return s;
 }
 
-int run_command(const std::string& cmd, std::string* output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  output->clear();
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-fs::path make_temp_dir(const char* tag) {
-  std::string tmpl = std::string("/tmp/c10m-") + tag + "-XXXXXX";
-  const char* d = mkdtemp(tmpl.data());
-  return d == nullptr ? fs::path() : fs::path(d);
-}
-
 class MetricsE2E : public ::testing::TestWithParam<std::string> {
  protected:
   void start(std::vector<std::string> args = {}) {
@@ -72,15 +55,7 @@ class MetricsE2E : public ::testing::TestWithParam<std::string> {
     ASSERT_NE(at, std::string::npos) << err;
     metrics_port_ = static_cast<uint16_t>(std::stoi(err.substr(at + 21)));
   }
-  void TearDown() override {
-    if (server_.running()) {
-      server_.signal(SIGTERM);
-      EXPECT_EQ(server_.wait_exit(milliseconds(20000)), 0) << server_.stderr_text();
-    }
-    const std::string err = server_.stderr_text();
-    EXPECT_EQ(err.find("Sanitizer"), std::string::npos) << err;
-    EXPECT_EQ(err.find("runtime error:"), std::string::npos) << err;
-  }
+  void TearDown() override { expect_clean_exit(server_); }
   HttpResponse get(const std::string& path, int timeout_ms = 5000) {
     return http_get("127.0.0.1", metrics_port_, path, timeout_ms);
   }
@@ -303,8 +278,7 @@ INSTANTIATE_TEST_SUITE_P(Engines, MetricsE2E, ::testing::Values("epoll", "thread
                          [](const auto& info) { return info.param; });
 
 TEST(MetricsE2EPrometheus, RealPrometheusScrapesTheServer) {
-  const char* prometheus = "/usr/bin/prometheus";
-  if (access(prometheus, X_OK) != 0) GTEST_SKIP() << "prometheus not installed";
+  if (!PrometheusProcess::installed()) GTEST_SKIP() << "prometheus not installed";
   ServerProcess server;
   ASSERT_TRUE(server.start({"--metrics-addr", "127.0.0.1:0"})) << server.stderr_text();
   const std::string err = server.stderr_text();
@@ -313,60 +287,11 @@ TEST(MetricsE2EPrometheus, RealPrometheusScrapesTheServer) {
   std::vector<TestClient> open(5);
   for (auto& c : open) ASSERT_EQ(c.connect(server.port()), 0);
 
-  const fs::path dir = make_temp_dir("prometheus");
-  ASSERT_FALSE(dir.empty());
-  // A free port for Prometheus' own web listener.
-  TestClient probe;
-  uint16_t web_port = 0;
-  {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    web_port = ntohs(a.sin_port);
-    ::close(fd);
-  }
-  std::ofstream(dir / "prometheus.yml")
-      << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-      << "scrape_configs:\n  - job_name: c10m\n    scrape_interval: 1s\n"
-      << "    static_configs:\n      - targets: ['127.0.0.1:" << metrics_port << "']\n";
-  const std::string config = "--config.file=" + (dir / "prometheus.yml").string();
-  const std::string storage = "--storage.tsdb.path=" + (dir / "data").string();
-  const std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(web_port);
-  const std::string log = (dir / "prometheus.log").string();
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(prometheus, prometheus, config.c_str(), storage.c_str(), listen.c_str(),
-          "--log.level=warn", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  std::string value, last;
-  const auto end = Clock::now() + milliseconds(60000);
-  while (Clock::now() < end) {
-    const HttpResponse r = http_get("127.0.0.1", web_port, "/api/v1/query?query=c10m_conns_open", 2000);
-    if (r.status == 200) {
-      last = r.body;
-      const auto j = nlohmann::json::parse(r.body, nullptr, false);
-      if (j.is_object() && j.value("status", "") == "success" && !j["data"]["result"].empty()) {
-        value = j["data"]["result"][0]["value"][1].get<std::string>();
-        break;
-      }
-    }
-    std::this_thread::sleep_for(milliseconds(250));
-  }
-  kill(pid, SIGTERM);
-  waitpid(pid, nullptr, 0);
-  std::ifstream in(log);
-  const std::string log_text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  fs::remove_all(dir);
-  EXPECT_EQ(value, "5") << "last answer: " << last << "\nprometheus log:\n" << log_text;
+  PrometheusProcess prometheus;
+  ASSERT_EQ(prometheus.start(metrics_port), "");
+  const PrometheusProcess::Sample s = prometheus.query_first("c10m_conns_open", milliseconds(60000));
+  const std::string log_text = prometheus.stop();
+  EXPECT_EQ(s.value, "5") << "last answer: " << s.last_body << "\nprometheus log:\n" << log_text;
   open.clear();
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait_exit(milliseconds(20000)), 0) << server.stderr_text();

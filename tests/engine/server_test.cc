@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "test_client.h"
+#include "test_util.h"
 
 namespace c10m::test {
 namespace {
@@ -25,15 +26,7 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
   }
   // Every server ends with a clean drain (exit 0; under ASan also no leak) and no
   // sanitizer report on its stderr.
-  void TearDown() override {
-    if (server_.running()) {
-      server_.signal(SIGTERM);
-      EXPECT_EQ(server_.wait_exit(milliseconds(20000)), 0) << server_.stderr_text();
-    }
-    const std::string err = server_.stderr_text();
-    EXPECT_EQ(err.find("Sanitizer"), std::string::npos) << err;
-    EXPECT_EQ(err.find("runtime error:"), std::string::npos) << err;
-  }
+  void TearDown() override { expect_clean_exit(server_); }
   TestClient connect() {
     TestClient c;
     EXPECT_EQ(c.connect(server_.port()), 0);
