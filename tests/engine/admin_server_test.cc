@@ -1,5 +1,7 @@
 // The admin side port in-process: routes, status codes, a live scrape accepted by
 // `promtool check metrics`, and a real Prometheus server scraping it.
+#include "admin/admin_server.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -8,7 +10,6 @@
 #include <memory>
 #include <string>
 
-#include "admin/admin_server.h"
 #include "admin/http_get.h"
 #include "admin/profiling.h"
 #include "metrics/heap_counter_slots.h"
@@ -96,7 +97,8 @@ TEST(AdminServer, StopIsIdempotentAndFreesThePort) {
 }
 
 TEST(AdminServer, PromtoolAcceptsALiveScrape) {
-  if (access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
+  if (access("/usr/bin/promtool", X_OK) != 0)
+    GTEST_SKIP() << "promtool not installed (Debian: prometheus)";
   Harness h;
   h.slots.slot(0)->observe_service(123'456);
   h.slots.slot(1)->frames[2].add(9);

@@ -13,12 +13,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <set>
-#include <functional>
-#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -31,11 +31,14 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 std::string echo_peer_bin() {
-  return (fs::path(C10M_LOADCLIENT_BIN).parent_path().parent_path() / "bench" / "peers" / "echo_peer").string();
+  return (fs::path(C10M_LOADCLIENT_BIN).parent_path().parent_path() / "bench" / "peers" /
+          "echo_peer")
+      .string();
 }
 
 std::string temp_path(const std::string& name) {
-  return (fs::temp_directory_path() / ("c10m_lc_" + std::to_string(getpid()) + "_" + name)).string();
+  return (fs::temp_directory_path() / ("c10m_lc_" + std::to_string(getpid()) + "_" + name))
+      .string();
 }
 
 std::string read_file(const std::string& path) {
@@ -45,7 +48,8 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& out_path, const std::string& err_path) {
+pid_t spawn(const std::vector<std::string>& args, const std::string& out_path,
+            const std::string& err_path) {
   const pid_t pid = fork();
   if (pid == 0) {
     const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -147,7 +151,8 @@ struct ClientRun {
   json result;
 };
 
-ClientRun run_client(std::vector<std::string> args, const std::string& name, std::chrono::seconds limit = 30s,
+ClientRun run_client(std::vector<std::string> args, const std::string& name,
+                     std::chrono::seconds limit = 30s,
                      const std::function<void(pid_t)>& during = nullptr) {
   ClientRun r;
   const std::string json_path = temp_path(name + ".json");
@@ -169,9 +174,10 @@ ClientRun run_client(std::vector<std::string> args, const std::string& name, std
 TEST(LoadClientRun, CleanEchoMixHasNoMismatchOrError) {
   auto peer = start_echo_peer();
   ASSERT_TRUE(peer);
-  auto r = run_client({"--addr", peer->addr(), "--conns", "8", "--rate", "100", "--duration", "1s", "--op", "echo",
-                       "--payload", "0:0.1,64:0.6,4096:0.2,65535:0.1", "--seed", "9"},
-                      "clean");
+  auto r =
+      run_client({"--addr", peer->addr(), "--conns", "8", "--rate", "100", "--duration", "1s",
+                  "--op", "echo", "--payload", "0:0.1,64:0.6,4096:0.2,65535:0.1", "--seed", "9"},
+                 "clean");
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.out << r.err;
   const json& s = r.result["summary"];
@@ -193,8 +199,8 @@ TEST(LoadClientRun, CleanEchoMixHasNoMismatchOrError) {
 TEST(LoadClientRun, CorruptedEchoIsCountedAsMismatch) {
   auto peer = start_echo_peer({"--flip-every", "1000"});
   ASSERT_TRUE(peer);
-  auto r = run_client({"--addr", peer->addr(), "--conns", "4", "--rate", "100", "--duration", "1s", "--op", "echo",
-                       "--payload", "200", "--quiet"},
+  auto r = run_client({"--addr", peer->addr(), "--conns", "4", "--rate", "100", "--duration", "1s",
+                       "--op", "echo", "--payload", "200", "--quiet"},
                       "flip");
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
@@ -215,8 +221,8 @@ TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
     std::this_thread::sleep_for(200ms);
     kill(target, SIGCONT);
   };
-  auto open = run_client({"--addr", server->addr(), "--conns", "20", "--rate", "200", "--duration", "2s", "--op",
-                          "echo", "--quiet"},
+  auto open = run_client({"--addr", server->addr(), "--conns", "20", "--rate", "200", "--duration",
+                          "2s", "--op", "echo", "--quiet"},
                          "stall_open", 30s, stall);
   ASSERT_EQ(open.status, 0) << open.err;
   ASSERT_FALSE(open.result.is_discarded()) << open.err;
@@ -225,15 +231,16 @@ TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
   EXPECT_GE(open.result["summary"]["latency_us"]["p99"].get<double>(), 100'000.0) << open.out;
   EXPECT_EQ(open.result["summary"]["mismatches"], 0);
 
-  auto closed = run_client({"--addr", server->addr(), "--conns", "20", "--inflight", "1", "--duration", "2s",
-                            "--op", "echo", "--quiet"},
+  auto closed = run_client({"--addr", server->addr(), "--conns", "20", "--inflight", "1",
+                            "--duration", "2s", "--op", "echo", "--quiet"},
                            "stall_closed", 30s, stall);
   ASSERT_EQ(closed.status, 0) << closed.err;
   ASSERT_FALSE(closed.result.is_discarded()) << closed.err;
   EXPECT_EQ(closed.result["mode"], "closed-loop");
   EXPECT_TRUE(closed.result["closed_loop"].get<bool>());
   EXPECT_NE(closed.result["label"].get<std::string>().find("CLOSED-LOOP"), std::string::npos);
-  EXPECT_NE(closed.out.find("CLOSED-LOOP (latency excludes queueing; not for SLO claims)"), std::string::npos)
+  EXPECT_NE(closed.out.find("CLOSED-LOOP (latency excludes queueing; not for SLO claims)"),
+            std::string::npos)
       << closed.out;
   EXPECT_EQ(closed.result["summary"]["mismatches"], 0);
 }
@@ -243,9 +250,11 @@ TEST(LoadClientRun, EveryOpValidatesAgainstTheServer) {
   auto server = start_c10m_server();
   ASSERT_TRUE(server);
   for (const char* op : {"ping", "echo", "sink", "stream", "fetch"}) {
-    std::vector<std::string> args = {"--addr", server->addr(), "--conns", "4",    "--rate", "50",
-                                     "--duration", "1s",        "--op",    op,    "--quiet", "--chunk", "1000"};
-    if (std::string(op) != "ping") args.insert(args.end(), {"--payload", "0:0.1,100:0.5,2500:0.3,65535:0.1"});
+    std::vector<std::string> args = {"--addr",  server->addr(), "--conns", "4",    "--rate",
+                                     "50",      "--duration",   "1s",      "--op", op,
+                                     "--quiet", "--chunk",      "1000"};
+    if (std::string(op) != "ping")
+      args.insert(args.end(), {"--payload", "0:0.1,100:0.5,2500:0.3,65535:0.1"});
     auto r = run_client(args, std::string("op_") + op);
     ASSERT_EQ(r.status, 0) << op << r.err;
     ASSERT_FALSE(r.result.is_discarded()) << op << r.err;
@@ -261,11 +270,12 @@ TEST(LoadClientRun, GoawayStopsSendingAndClosesCleanly) {
   auto server = start_c10m_server();
   ASSERT_TRUE(server);
   const pid_t target = server->pid;
-  auto r = run_client({"--addr", server->addr(), "--conns", "10", "--rate", "100", "--duration", "2s", "--quiet"},
-                      "goaway", 30s, [target](pid_t) {
-                        std::this_thread::sleep_for(800ms);
-                        kill(target, SIGTERM);
-                      });
+  auto r = run_client(
+      {"--addr", server->addr(), "--conns", "10", "--rate", "100", "--duration", "2s", "--quiet"},
+      "goaway", 30s, [target](pid_t) {
+        std::this_thread::sleep_for(800ms);
+        kill(target, SIGTERM);
+      });
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
   const json& t = r.result["totals"];
@@ -290,9 +300,10 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
   auto b = start_c10m_server("server_b");
   ASSERT_TRUE(a && b);
   constexpr int kConns = 40000;
-  auto r = run_client({"--addr", a->addr() + "," + b->addr(), "--procs", "4", "--conns", std::to_string(kConns),
-                       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "6s", "--quiet"},
-                      "forty_k", 40s);
+  auto r = run_client(
+      {"--addr", a->addr() + "," + b->addr(), "--procs", "4", "--conns", std::to_string(kConns),
+       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "6s", "--quiet"},
+      "forty_k", 40s);
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
   const json& conns = r.result["summary"]["conns"];

@@ -99,7 +99,7 @@ TEST_P(MetricsE2E, CountersEqualTheTrafficSent) {
     TestClient c = connect();
     ++connections;
     const Bytes pings = cat({ping(), ping(), ping(), ping(), ping(), ping(), ping()});  // 7
-    const Bytes echos = cat({echo(std::string(100, 'e')), echo("abc"), echo("")});       // 3
+    const Bytes echos = cat({echo(std::string(100, 'e')), echo("abc"), echo("")});      // 3
     const Bytes rest = cat({sink(50), stream(10, 5), chunk(5), chunk(5), fetch(1000, 100)});
     const Bytes req = cat({pings, echos, rest});
     ASSERT_TRUE(c.write_all(req));
@@ -215,7 +215,8 @@ TEST_P(MetricsE2E, PromtoolAcceptsALiveScrape) {
   const fs::path dir = make_temp_dir("promtool");
   std::ofstream(dir / "scrape.txt") << r.body;
   std::string out;
-  EXPECT_EQ(run_command("/usr/bin/promtool check metrics < " + (dir / "scrape.txt").string(), &out), 0)
+  EXPECT_EQ(run_command("/usr/bin/promtool check metrics < " + (dir / "scrape.txt").string(), &out),
+            0)
       << out;
   fs::remove_all(dir);
   EXPECT_EQ(get("/healthz").body, "ok\n");
@@ -242,8 +243,8 @@ TEST_P(MetricsE2E, GooglePprofParsesTheHeapAndCpuProfiles) {
     EXPECT_EQ(heap.body.rfind("heap profile:", 0), 0u) << heap.body.substr(0, 300);
     EXPECT_NE(heap.body.find("heap_v2/"), std::string::npos);
     std::ofstream(dir / "heap.prof") << heap.body;
-    const int rc = run_command(std::string("/usr/bin/google-pprof --text ") + C10M_SERVER_BIN + " " +
-                                   (dir / "heap.prof").string(),
+    const int rc = run_command(std::string("/usr/bin/google-pprof --text ") + C10M_SERVER_BIN +
+                                   " " + (dir / "heap.prof").string(),
                                &out);
     EXPECT_EQ(rc, 0) << out;
     EXPECT_NE(out.find("Heap version 2"), std::string::npos) << out;
@@ -289,7 +290,8 @@ TEST(MetricsE2EPrometheus, RealPrometheusScrapesTheServer) {
 
   PrometheusProcess prometheus;
   ASSERT_EQ(prometheus.start(metrics_port), "");
-  const PrometheusProcess::Sample s = prometheus.query_first("c10m_conns_open", milliseconds(60000));
+  const PrometheusProcess::Sample s =
+      prometheus.query_first("c10m_conns_open", milliseconds(60000));
   const std::string log_text = prometheus.stop();
   EXPECT_EQ(s.value, "5") << "last answer: " << s.last_body << "\nprometheus log:\n" << log_text;
   open.clear();

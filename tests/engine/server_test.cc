@@ -352,8 +352,8 @@ TEST_P(ServerTest, AcceptAtTheFdLimitDoesNotSpin) {
 TEST_P(ServerTest, PortInUseIsAClearError) {
   start();
   ServerProcess second;
-  EXPECT_FALSE(second.start({"--engine", GetParam(), "--addr",
-                             "127.0.0.1:" + std::to_string(server_.port())}));
+  EXPECT_FALSE(second.start(
+      {"--engine", GetParam(), "--addr", "127.0.0.1:" + std::to_string(server_.port())}));
   EXPECT_EQ(second.wait_exit(), 1);
   EXPECT_NE(second.stderr_text().find("is in use"), std::string::npos) << second.stderr_text();
 }

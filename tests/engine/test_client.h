@@ -201,8 +201,8 @@ class TestClient {
 // ---------------------------------------------------------------- server process
 class ServerProcess {
  public:
-  /// Starts C10M_SERVER_BIN with `args` (and --addr 127.0.0.1:0 unless given); waits for "listening on".
-  /// `nofile` > 0: RLIMIT_NOFILE (soft and hard) in the child before exec.
+  /// Starts C10M_SERVER_BIN with `args` (and --addr 127.0.0.1:0 unless given); waits for "listening
+  /// on". `nofile` > 0: RLIMIT_NOFILE (soft and hard) in the child before exec.
   bool start(const std::vector<std::string>& args, uint64_t nofile = 0) {
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) != 0) return false;

@@ -58,7 +58,8 @@ void decode(FrameReader& r, std::span<const uint8_t> in, Decoded& out, std::vect
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider fdp(data, size);
-  const std::vector<uint8_t> stream = fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<size_t>(0, size));
+  const std::vector<uint8_t> stream =
+      fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<size_t>(0, size));
   Decoded whole;
   {
     FrameReader r;
@@ -66,17 +67,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     decode(r, stream, whole, cur);
   }
   check(whole.stream.size() <= stream.size(), "decoded more than given");
-  check(std::equal(whole.stream.begin(), whole.stream.end(), stream.begin()), "re-encoding differs");
+  check(std::equal(whole.stream.begin(), whole.stream.end(), stream.begin()),
+        "re-encoding differs");
   Decoded pieces;
   FrameReader r;
   std::vector<uint8_t> cur;
   size_t pos = 0;
   while (pos < stream.size()) {
-    const size_t n = fdp.remaining_bytes() > 0 ? fdp.ConsumeIntegralInRange<size_t>(1, stream.size() - pos)
-                                               : stream.size() - pos;
+    const size_t n = fdp.remaining_bytes() > 0
+                         ? fdp.ConsumeIntegralInRange<size_t>(1, stream.size() - pos)
+                         : stream.size() - pos;
     decode(r, {stream.data() + pos, n}, pieces, cur);
     pos += n;
   }
-  check(pieces.stream == whole.stream && pieces.complete == whole.complete, "fragmentation changed the result");
+  check(pieces.stream == whole.stream && pieces.complete == whole.complete,
+        "fragmentation changed the result");
   return 0;
 }

@@ -18,12 +18,12 @@ namespace {
 using namespace c10m;
 using namespace c10m::core;
 
-#define FUZZ_CHECK(cond)                                                        \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
+#define FUZZ_CHECK(cond)                                                            \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
       std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                             \
-    }                                                                           \
+      std::abort();                                                                 \
+    }                                                                               \
   } while (0)
 
 /// The peer's view of the output: frames must be well formed and ERROR must be last.
@@ -41,10 +41,14 @@ struct OutputChecker {
       FUZZ_CHECK(!error_seen);  // nothing follows an ERROR
       const proto::FrameHeader h = reader.header();
       switch (h.type) {
-        case 0x01: case 0x03: case 0x04: case 0x05:
+        case 0x01:
+        case 0x03:
+        case 0x04:
+        case 0x05:
           FUZZ_CHECK(h.length == 0);
           break;
-        case 0x02: case 0x06:
+        case 0x02:
+        case 0x06:
           break;
         case 0xFE:
           FUZZ_CHECK(h.length == 0);
@@ -86,7 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   env.small_pool = fdp.ConsumeIntegralInRange<int>(0, 3) == 0 ? nullptr : &small;
   env.read_chunk = 4096;
   // Whole frames beyond the limit: one reply (or DATA frame plus FETCH end), GOAWAY, ERROR.
-  const size_t bound = env.limits.write_queue + proto::kMaxFrame + 3 + 3 + 3 + 1 + proto::kMaxErrorReason;
+  const size_t bound =
+      env.limits.write_queue + proto::kMaxFrame + 3 + 3 + 3 + 1 + proto::kMaxErrorReason;
 
   Nanos now = 1;
   OutputChecker peer;
@@ -123,7 +128,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (s.wants_read()) s.on_bytes(in, now);
           break;
         }
-        case 8: case 9: case 10:
+        case 8:
+        case 9:
+        case 10:
           send(fdp.ConsumeIntegralInRange<size_t>(0, 100000));
           break;
         case 11: {
@@ -162,7 +169,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       send(SIZE_MAX);
       check();
     }
-    if (s.finished() && s.close_cause() != CloseCause::kWriteTimeout) FUZZ_CHECK(!peer.reader.mid_frame());
+    if (s.finished() && s.close_cause() != CloseCause::kWriteTimeout)
+      FUZZ_CHECK(!peer.reader.mid_frame());
   }
   FUZZ_CHECK(pool.outstanding() == 0);
   FUZZ_CHECK(small.outstanding() == 0);

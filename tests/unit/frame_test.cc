@@ -81,7 +81,8 @@ TEST(FrameReaderTest, EverySplitPoint) {
 }
 
 TEST(FrameReaderTest, EveryPairOfSplitPoints) {
-  const std::vector<Frame> frames = {{0x01, {}}, {0x02, {1, 2, 3}}, {0x06, {}}, {0x03, {4, 5}}, {0x02, {6}}};
+  const std::vector<Frame> frames = {
+      {0x01, {}}, {0x02, {1, 2, 3}}, {0x06, {}}, {0x03, {4, 5}}, {0x02, {6}}};
   const Bytes in = encode(frames);
   for (size_t a = 0; a <= in.size(); ++a) {
     for (size_t b = a; b <= in.size(); ++b) ASSERT_EQ(decode(in, {a, b}), frames) << a << "," << b;
@@ -120,7 +121,8 @@ TEST(FrameReaderTest, SeededRandomFragmentation) {
 TEST(FrameReaderTest, CoalescedFramesInOneRead) {
   std::vector<Frame> frames;
   for (int i = 0; i < 10; ++i) frames.push_back({0x01, {}});
-  for (int i = 0; i < 10; ++i) frames.push_back({0x02, Bytes(static_cast<size_t>(i), static_cast<uint8_t>(i))});
+  for (int i = 0; i < 10; ++i)
+    frames.push_back({0x02, Bytes(static_cast<size_t>(i), static_cast<uint8_t>(i))});
   EXPECT_EQ(decode(encode(frames), {}), frames);
 }
 

@@ -42,7 +42,8 @@ void check_against_exact(std::vector<int64_t> values) {
     const int64_t exact = exact_percentile(values, p);
     const int64_t got = h.value_at_percentile(p);
     EXPECT_GE(got, exact) << "p" << p;
-    EXPECT_LE(static_cast<double>(got - exact), static_cast<double>(exact) / 1024.0) << "p" << p << " exact " << exact;
+    EXPECT_LE(static_cast<double>(got - exact), static_cast<double>(exact) / 1024.0)
+        << "p" << p << " exact " << exact;
   }
 }
 
@@ -57,18 +58,21 @@ TEST(HdrHistogram, EmptyReportsZero) {
 TEST(HdrHistogram, FixedMemoryCoversTheRange) {
   EXPECT_EQ(HdrHistogram::bucket_count(), 26);
   EXPECT_EQ(HdrHistogram::counts_length(), 27u * 1024u);
-  EXPECT_LT(HdrHistogram::counts_index(HdrHistogram::kHighestTracked), HdrHistogram::counts_length());
+  EXPECT_LT(HdrHistogram::counts_index(HdrHistogram::kHighestTracked),
+            HdrHistogram::counts_length());
 }
 
 TEST(HdrHistogram, BucketsAreNarrowerThanOnePartIn1024) {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 200000; ++i) {
-    const int64_t v = clamp_value(static_cast<int64_t>(std::exp2(std::uniform_real_distribution<>(10, 36)(rng))));
+    const int64_t v =
+        clamp_value(static_cast<int64_t>(std::exp2(std::uniform_real_distribution<>(10, 36)(rng))));
     const int64_t lo = HdrHistogram::lowest_equivalent(v);
     const int64_t hi = HdrHistogram::highest_equivalent(v);
     ASSERT_LE(lo, v);
     ASSERT_GE(hi, v);
-    ASSERT_LE(static_cast<double>(hi - lo + 1), std::max(1.0, static_cast<double>(v) / 1024.0)) << v;
+    ASSERT_LE(static_cast<double>(hi - lo + 1), std::max(1.0, static_cast<double>(v) / 1024.0))
+        << v;
     ASSERT_EQ(HdrHistogram::value_from_index(HdrHistogram::counts_index(v)), lo);
   }
 }
@@ -87,7 +91,8 @@ TEST(HdrHistogram, RandomLogUniformSetsMatchExactPercentiles) {
   for (uint64_t seed : {1, 2, 3, 42, 1234}) {
     std::mt19937_64 rng(seed);
     std::vector<int64_t> v(50000);
-    for (auto& x : v) x = static_cast<int64_t>(std::exp2(std::uniform_real_distribution<>(10, 35.8)(rng)));
+    for (auto& x : v)
+      x = static_cast<int64_t>(std::exp2(std::uniform_real_distribution<>(10, 35.8)(rng)));
     check_against_exact(v);
   }
 }
@@ -96,14 +101,16 @@ TEST(HdrHistogram, RandomNarrowSetsMatchExactPercentiles) {
   // Typical latencies: a tight body (100-300 us) and a long tail (10-500 ms).
   std::mt19937_64 rng(99);
   std::vector<int64_t> v;
-  for (int i = 0; i < 100000; ++i) v.push_back(std::uniform_int_distribution<int64_t>(100'000, 300'000)(rng));
-  for (int i = 0; i < 500; ++i) v.push_back(std::uniform_int_distribution<int64_t>(10'000'000, 500'000'000)(rng));
+  for (int i = 0; i < 100000; ++i)
+    v.push_back(std::uniform_int_distribution<int64_t>(100'000, 300'000)(rng));
+  for (int i = 0; i < 500; ++i)
+    v.push_back(std::uniform_int_distribution<int64_t>(10'000'000, 500'000'000)(rng));
   check_against_exact(v);
 }
 
 TEST(HdrHistogram, AllEqual) {
-  for (int64_t x : {int64_t{1000}, int64_t{1001}, int64_t{2047}, int64_t{2048}, int64_t{123'456'789},
-                    int64_t{59'999'999'999}}) {
+  for (int64_t x : {int64_t{1000}, int64_t{1001}, int64_t{2047}, int64_t{2048},
+                    int64_t{123'456'789}, int64_t{59'999'999'999}}) {
     check_against_exact(std::vector<int64_t>(1000, x));
     HdrHistogram h;
     h.record(x, 1000);
@@ -171,14 +178,16 @@ TEST(HdrHistogram, MergeEqualsRecordingEverythingInOne) {
   EXPECT_EQ(merged.clamped_high(), all.clamped_high());
   EXPECT_EQ(merged.min(), all.min());
   EXPECT_EQ(merged.max(), all.max());
-  for (double p : kPercentiles) EXPECT_EQ(merged.value_at_percentile(p), all.value_at_percentile(p));
+  for (double p : kPercentiles)
+    EXPECT_EQ(merged.value_at_percentile(p), all.value_at_percentile(p));
   check_against_exact(values);
 }
 
 TEST(HdrHistogram, JsonRoundTripIsLossless) {
   std::mt19937_64 rng(11);
   HdrHistogram h;
-  for (int i = 0; i < 10000; ++i) h.record(std::uniform_int_distribution<int64_t>(1, 70'000'000'000)(rng));
+  for (int i = 0; i < 10000; ++i)
+    h.record(std::uniform_int_distribution<int64_t>(1, 70'000'000'000)(rng));
   const std::string text = h.to_json().dump();
   std::string err;
   auto back = HdrHistogram::from_json(nlohmann::json::parse(text), &err);

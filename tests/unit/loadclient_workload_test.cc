@@ -17,7 +17,8 @@ namespace {
 
 // What one connection would do: first offset, then (size, pattern offset, gap) per send,
 // in the order the load worker draws them.
-std::vector<int64_t> draw(uint64_t seed, uint64_t conn, const Schedule& s, const PayloadMix& mix, int n) {
+std::vector<int64_t> draw(uint64_t seed, uint64_t conn, const Schedule& s, const PayloadMix& mix,
+                          int n) {
   Rng rng = Rng::for_stream(seed, conn);
   std::vector<int64_t> out{s.first_offset(rng)};
   for (int i = 0; i < n; ++i) {
@@ -35,7 +36,8 @@ TEST(Workload, SameSeedSameScheduleAndPayloads) {
     Schedule s{kind, 200.0, 0.1};
     EXPECT_EQ(draw(7, 3, s, *mix, 1000), draw(7, 3, s, *mix, 1000));
     EXPECT_NE(draw(7, 3, s, *mix, 1000), draw(8, 3, s, *mix, 1000)) << "seed changes it";
-    EXPECT_NE(draw(7, 3, s, *mix, 1000), draw(7, 4, s, *mix, 1000)) << "each connection has its own stream";
+    EXPECT_NE(draw(7, 3, s, *mix, 1000), draw(7, 4, s, *mix, 1000))
+        << "each connection has its own stream";
   }
   EXPECT_EQ(PayloadPattern(5).at(0)[123], PayloadPattern(5).at(0)[123]);
   const PayloadPattern a(5), b(5), c(6);
@@ -69,10 +71,12 @@ TEST(Workload, PoissonScheduleHasExponentialGaps) {
   Rng rng = Rng::for_stream(3, 9);
   std::vector<double> gaps;
   for (int i = 0; i < 200000; ++i) gaps.push_back(static_cast<double>(s.next_gap(rng)));
-  const double mean = std::accumulate(gaps.begin(), gaps.end(), 0.0) / static_cast<double>(gaps.size());
+  const double mean =
+      std::accumulate(gaps.begin(), gaps.end(), 0.0) / static_cast<double>(gaps.size());
   EXPECT_NEAR(mean, 2e6, 2e6 * 0.01);
   // P(gap > mean) = 1/e for an exponential distribution.
-  const double above = static_cast<double>(std::count_if(gaps.begin(), gaps.end(), [&](double g) { return g > mean; }));
+  const double above = static_cast<double>(
+      std::count_if(gaps.begin(), gaps.end(), [&](double g) { return g > mean; }));
   EXPECT_NEAR(above / static_cast<double>(gaps.size()), std::exp(-1.0), 0.01);
 }
 

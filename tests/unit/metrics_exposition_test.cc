@@ -64,8 +64,8 @@ TEST(MetricsExposition, SumsEverySlotAndNamesEverySeries) {
     c->accept_errors[static_cast<size_t>(AcceptError::kOther)].add(1);
     c->bytes_in.add(1000);
     c->bytes_out.add(2000 + i);
-    c->frames[1].add(5);  // PING
-    c->frames[6].add(1);  // FETCH
+    c->frames[1].add(5);           // PING
+    c->frames[6].add(1);           // FETCH
     c->protocol_errors[1].add(1);  // FRAME_TOO_LARGE
     c->protocol_errors[6].add(2);  // OVERLOADED
     c->overloaded_total.add(2);
@@ -128,8 +128,8 @@ TEST(MetricsExposition, SumsEverySlotAndNamesEverySeries) {
 
 TEST(MetricsExposition, HistogramBucketsAreCumulative) {
   HeapCounterSlots slots(2);
-  slots.slot(0)->observe_service(5'000);          // 5 us   -> le 1e-05
-  slots.slot(0)->observe_service(200'000);        // 200 us -> le 0.00025
+  slots.slot(0)->observe_service(5'000);    // 5 us   -> le 1e-05
+  slots.slot(0)->observe_service(200'000);  // 200 us -> le 0.00025
   slots.slot(1)->observe_service(200'000);
   slots.slot(1)->observe_service(3'000'000'000);  // 3 s    -> +Inf only
   const Parsed p = parse(render_metrics(slots));

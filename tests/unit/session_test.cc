@@ -32,7 +32,9 @@ Bytes frame(uint8_t type, const Bytes& payload = {}) {
   put_frame(b, type, payload);
   return b;
 }
-Bytes frame(FrameType type, const Bytes& payload = {}) { return frame(static_cast<uint8_t>(type), payload); }
+Bytes frame(FrameType type, const Bytes& payload = {}) {
+  return frame(static_cast<uint8_t>(type), payload);
+}
 Bytes header(uint8_t type, uint16_t length) {
   return {type, static_cast<uint8_t>(length >> 8), static_cast<uint8_t>(length)};
 }
@@ -90,7 +92,8 @@ std::vector<Frame> split_frames(const Bytes& b) {
 
 /// Drives one Session like an engine would, with fake time, and records what it writes.
 struct Driver {
-  explicit Driver(SessionLimits limits = {}, const ContentSource* content = nullptr, bool pool_on = true)
+  explicit Driver(SessionLimits limits = {}, const ContentSource* content = nullptr,
+                  bool pool_on = true)
       : pool(kSessionBlockSize, pool_on), small(kSessionSmallBlockSize, pool_on) {
     env.limits = limits;
     env.content = content;
@@ -175,12 +178,14 @@ TEST(SessionTest, SizeIsSmall) { EXPECT_LE(sizeof(Session), 128u); }
 TEST(SessionTest, EveryRequestType) {
   Driver d;
   const Bytes echo = pattern(1000);
-  const Bytes in = cat({frame(FrameType::kPing), frame(FrameType::kEcho, echo), frame(FrameType::kSink, pattern(500)),
-                        frame(FrameType::kStream, spec(10, 6)), frame(FrameType::kChunk, pattern(6)),
-                        frame(FrameType::kChunk, pattern(4)), frame(FrameType::kFetch, spec(5, 2))});
-  const Bytes want = cat({frame(FrameType::kPing), frame(FrameType::kEcho, echo), frame(FrameType::kSink),
-                          frame(FrameType::kStream), frame(FrameType::kChunk), frame(FrameType::kChunk),
-                          fetch_reply(5, 2)});
+  const Bytes in =
+      cat({frame(FrameType::kPing), frame(FrameType::kEcho, echo),
+           frame(FrameType::kSink, pattern(500)), frame(FrameType::kStream, spec(10, 6)),
+           frame(FrameType::kChunk, pattern(6)), frame(FrameType::kChunk, pattern(4)),
+           frame(FrameType::kFetch, spec(5, 2))});
+  const Bytes want = cat({frame(FrameType::kPing), frame(FrameType::kEcho, echo),
+                          frame(FrameType::kSink), frame(FrameType::kStream),
+                          frame(FrameType::kChunk), frame(FrameType::kChunk), fetch_reply(5, 2)});
   EXPECT_EQ(d.roundtrip(in), want);
   EXPECT_FALSE(d.session->finished());
   EXPECT_TRUE(d.session->wants_read());
@@ -208,10 +213,11 @@ TEST(SessionTest, StreamAndFetchIgnoreMaxFrameForTheirLength) {
   SessionLimits l;
   l.max_frame = 5;  // smaller than the 12-byte STREAM/FETCH payload
   Driver d(l);
-  const Bytes in = cat({frame(FrameType::kStream, spec(3, 2)), frame(FrameType::kChunk, pattern(2)),
-                        frame(FrameType::kChunk, pattern(1)), frame(FrameType::kFetch, spec(7, 5))});
-  EXPECT_EQ(d.roundtrip(in), cat({frame(FrameType::kStream), frame(FrameType::kChunk), frame(FrameType::kChunk),
-                                  fetch_reply(7, 5)}));
+  const Bytes in =
+      cat({frame(FrameType::kStream, spec(3, 2)), frame(FrameType::kChunk, pattern(2)),
+           frame(FrameType::kChunk, pattern(1)), frame(FrameType::kFetch, spec(7, 5))});
+  EXPECT_EQ(d.roundtrip(in), cat({frame(FrameType::kStream), frame(FrameType::kChunk),
+                                  frame(FrameType::kChunk), fetch_reply(7, 5)}));
 }
 
 // --- errors ----------------------------------------------------------------------------------
@@ -252,14 +258,17 @@ TEST(SessionTest, EveryProtocolErrorAndPrecedence) {
       {"bad length fetch", 65535, frame(0x06, pattern(13)), 0x03},
       {"bad length stream beyond max frame", 5, header(0x04, 100), 0x03},
       {"chunk without stream", 65535, frame(0x05, pattern(4)), 0x04},
-      {"chunk of wrong size", 65535, cat({frame(0x04, spec(10, 4)), frame(0x05, pattern(3))}), 0x04},
+      {"chunk of wrong size", 65535, cat({frame(0x04, spec(10, 4)), frame(0x05, pattern(3))}),
+       0x04},
       {"short last chunk too long", 65535,
-       cat({frame(0x04, spec(10, 4)), frame(0x05, pattern(4)), frame(0x05, pattern(4)), frame(0x05, pattern(4))}),
+       cat({frame(0x04, spec(10, 4)), frame(0x05, pattern(4)), frame(0x05, pattern(4)),
+            frame(0x05, pattern(4))}),
        0x04},
       {"empty chunk", 65535, cat({frame(0x04, spec(10, 4)), frame(0x05)}), 0x04},
-      {"chunk after stream closed", 65535, cat({frame(0x04, spec(2, 4)), frame(0x05, pattern(2)), frame(0x05, pattern(2))}),
+      {"chunk after stream closed", 65535,
+       cat({frame(0x04, spec(2, 4)), frame(0x05, pattern(2)), frame(0x05, pattern(2))}), 0x04},
+      {"chunk after empty stream", 65535, cat({frame(0x04, spec(0, 4)), frame(0x05, pattern(1))}),
        0x04},
-      {"chunk after empty stream", 65535, cat({frame(0x04, spec(0, 4)), frame(0x05, pattern(1))}), 0x04},
       {"stream while open", 65535, cat({frame(0x04, spec(10, 4)), frame(0x04, spec(10, 4))}), 0x04},
       {"stream chunk 0", 65535, frame(0x04, spec(10, 0)), 0x04},
       {"stream chunk 0 total 0", 65535, frame(0x04, spec(0, 0)), 0x04},
@@ -295,8 +304,8 @@ TEST(SessionTest, ErrorReasonIsReadable) {
 TEST(SessionTest, RequestsAheadOfBadFrameAreAnsweredAndRestIgnored) {
   Driver d;
   const Bytes echo = frame(FrameType::kEcho, pattern(10));
-  const Bytes in = cat({frame(FrameType::kPing), echo, frame(FrameType::kFetch, spec(4, 3)), header(0x09, 0),
-                        frame(FrameType::kPing)});
+  const Bytes in = cat({frame(FrameType::kPing), echo, frame(FrameType::kFetch, spec(4, 3)),
+                        header(0x09, 0), frame(FrameType::kPing)});
   d.feed(in);
   EXPECT_FALSE(d.session->wants_read());
   d.flush();
@@ -364,16 +373,17 @@ TEST(SessionTest, Overloaded) {
 TEST(SessionTest, StreamExactChunksShortLastAndInterleaving) {
   Driver d;
   const Bytes echo = frame(FrameType::kEcho, pattern(7));
-  const Bytes in = cat({frame(FrameType::kStream, spec(12, 4)), frame(FrameType::kChunk, pattern(4)),
-                        frame(FrameType::kPing), frame(FrameType::kChunk, pattern(4)), echo,
-                        frame(FrameType::kSink, pattern(9)), frame(FrameType::kChunk, pattern(4)),
-                        // a new stream may open once the last chunk was acknowledged
-                        frame(FrameType::kStream, spec(5, 3)), frame(FrameType::kChunk, pattern(3)),
-                        frame(FrameType::kChunk, pattern(2)), frame(FrameType::kStream, spec(0, 1)),
-                        frame(FrameType::kStream, spec(1, 65535)), frame(FrameType::kChunk, pattern(1))});
+  const Bytes in =
+      cat({frame(FrameType::kStream, spec(12, 4)), frame(FrameType::kChunk, pattern(4)),
+           frame(FrameType::kPing), frame(FrameType::kChunk, pattern(4)), echo,
+           frame(FrameType::kSink, pattern(9)), frame(FrameType::kChunk, pattern(4)),
+           // a new stream may open once the last chunk was acknowledged
+           frame(FrameType::kStream, spec(5, 3)), frame(FrameType::kChunk, pattern(3)),
+           frame(FrameType::kChunk, pattern(2)), frame(FrameType::kStream, spec(0, 1)),
+           frame(FrameType::kStream, spec(1, 65535)), frame(FrameType::kChunk, pattern(1))});
   const Bytes want =
-      cat({frame(0x04), frame(0x05), frame(0x01), frame(0x05), echo, frame(0x03), frame(0x05), frame(0x04), frame(0x05),
-           frame(0x05), frame(0x04), frame(0x04), frame(0x05)});
+      cat({frame(0x04), frame(0x05), frame(0x01), frame(0x05), echo, frame(0x03), frame(0x05),
+           frame(0x04), frame(0x05), frame(0x05), frame(0x04), frame(0x04), frame(0x05)});
   EXPECT_EQ(d.roundtrip(in), want);
   EXPECT_FALSE(d.session->finished());
   EXPECT_EQ(count(d.counters.frames[4]), 4u);
@@ -410,16 +420,19 @@ TEST(SessionTest, LargeStreamIsNeverBuffered) {
 
 TEST(SessionTest, FetchPatternZeroAndShortLast) {
   Driver d;
-  const Bytes in = cat({frame(FrameType::kFetch, spec(0, 10)), frame(FrameType::kFetch, spec(1000, 300)),
-                        frame(FrameType::kFetch, spec(600, 300))});
-  EXPECT_EQ(d.roundtrip(in), cat({fetch_reply(0, 10), fetch_reply(1000, 300), fetch_reply(600, 300)}));
+  const Bytes in =
+      cat({frame(FrameType::kFetch, spec(0, 10)), frame(FrameType::kFetch, spec(1000, 300)),
+           frame(FrameType::kFetch, spec(600, 300))});
+  EXPECT_EQ(d.roundtrip(in),
+            cat({fetch_reply(0, 10), fetch_reply(1000, 300), fetch_reply(600, 300)}));
 }
 
 TEST(SessionTest, FetchContentCountsFromZeroEachTime) {
   Driver d;
   const auto src = make_pattern_source();
   d.env.content = src.get();
-  const Bytes in = cat({frame(FrameType::kFetch, spec(300, 65535)), frame(FrameType::kFetch, spec(300, 7))});
+  const Bytes in =
+      cat({frame(FrameType::kFetch, spec(300, 65535)), frame(FrameType::kFetch, spec(300, 7))});
   EXPECT_EQ(d.roundtrip(in), cat({fetch_reply(300, 65535), fetch_reply(300, 7)}));
 }
 
@@ -427,13 +440,14 @@ TEST(SessionTest, RequestsBehindFetchWaitForItsEnd) {
   SessionLimits l;
   l.write_queue = 1000;
   Driver d(l);
-  const Bytes in = cat({frame(FrameType::kFetch, spec(100000, 500)), frame(FrameType::kPing),
-                        frame(FrameType::kEcho, pattern(20)), frame(FrameType::kFetch, spec(10, 3))});
+  const Bytes in =
+      cat({frame(FrameType::kFetch, spec(100000, 500)), frame(FrameType::kPing),
+           frame(FrameType::kEcho, pattern(20)), frame(FrameType::kFetch, spec(10, 3))});
   d.session->on_bytes(in, d.now);
   EXPECT_FALSE(d.session->wants_read());
   EXPECT_LE(d.session->queued_bytes(), 1000u + 503u);
-  const Bytes want = cat({fetch_reply(100000, 500), frame(FrameType::kPing), frame(FrameType::kEcho, pattern(20)),
-                          fetch_reply(10, 3)});
+  const Bytes want = cat({fetch_reply(100000, 500), frame(FrameType::kPing),
+                          frame(FrameType::kEcho, pattern(20)), fetch_reply(10, 3)});
   while (d.session->has_output()) d.flush(777);
   EXPECT_EQ(d.out, want);
   EXPECT_TRUE(d.session->wants_read());
@@ -509,7 +523,9 @@ struct Script {
 
 Script random_script(std::mt19937& rng, int ops, uint32_t max_payload) {
   Script s;
-  auto uni = [&](uint32_t lo, uint32_t hi) { return std::uniform_int_distribution<uint32_t>(lo, hi)(rng); };
+  auto uni = [&](uint32_t lo, uint32_t hi) {
+    return std::uniform_int_distribution<uint32_t>(lo, hi)(rng);
+  };
   auto simple = [&]() {
     switch (uni(0, 2)) {
       case 0:
@@ -555,7 +571,8 @@ Script random_script(std::mt19937& rng, int ops, uint32_t max_payload) {
 }
 
 /// Feeds `in` cut at the given ascending offsets, the peer reading `read` bytes at a time.
-Bytes run_split(const Bytes& in, const std::vector<size_t>& cuts, SessionLimits l, size_t read = SIZE_MAX) {
+Bytes run_split(const Bytes& in, const std::vector<size_t>& cuts, SessionLimits l,
+                size_t read = SIZE_MAX) {
   Driver d(l);
   size_t prev = 0;
   auto deliver = [&](size_t end) {
@@ -591,11 +608,12 @@ TEST(SessionTest, EverySplitPointGivesTheSameReplies) {
 }
 
 TEST(SessionTest, EveryPairOfSplitPointsGivesTheSameReplies) {
-  const Bytes in = cat({frame(FrameType::kPing), frame(FrameType::kEcho, pattern(5)), frame(FrameType::kSink, pattern(4)),
-                        frame(FrameType::kStream, spec(3, 2)), frame(FrameType::kChunk, pattern(2)),
-                        frame(FrameType::kChunk, pattern(1)), frame(FrameType::kFetch, spec(3, 2))});
-  const Bytes want = cat({frame(0x01), frame(FrameType::kEcho, pattern(5)), frame(0x03), frame(0x04), frame(0x05),
-                          frame(0x05), fetch_reply(3, 2)});
+  const Bytes in = cat({frame(FrameType::kPing), frame(FrameType::kEcho, pattern(5)),
+                        frame(FrameType::kSink, pattern(4)), frame(FrameType::kStream, spec(3, 2)),
+                        frame(FrameType::kChunk, pattern(2)), frame(FrameType::kChunk, pattern(1)),
+                        frame(FrameType::kFetch, spec(3, 2))});
+  const Bytes want = cat({frame(0x01), frame(FrameType::kEcho, pattern(5)), frame(0x03),
+                          frame(0x04), frame(0x05), frame(0x05), fetch_reply(3, 2)});
   SessionLimits l = no_timeouts();
   l.write_queue = 8;  // backpressure on top of fragmentation
   for (size_t a = 0; a <= in.size(); ++a) {
@@ -653,7 +671,8 @@ TEST(SessionTest, TenThousandPipelinedPingsWithSmallWriteQueue) {
   l.write_queue = 64;
   Driver d(l);
   Bytes in;
-  for (int i = 0; i < 10000; ++i) put_frame(in, i % 2 == 0 ? 0x01 : 0x02, i % 2 == 0 ? Bytes{} : pattern(i % 50));
+  for (int i = 0; i < 10000; ++i)
+    put_frame(in, i % 2 == 0 ? 0x01 : 0x02, i % 2 == 0 ? Bytes{} : pattern(i % 50));
   Bytes want = in;
   d.session->on_bytes(in, d.now);  // one big read: everything written before reading
   EXPECT_FALSE(d.session->wants_read());
@@ -772,7 +791,8 @@ TEST(SessionTest, HeldCompleteFramesHaveNoFrameTimeout) {
   l.frame_timeout = 1 * kSecond;
   l.write_queue = 1000;
   Driver d(l);
-  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(100000, 1000)), frame(FrameType::kPing)}), d.now);
+  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(100000, 1000)), frame(FrameType::kPing)}),
+                      d.now);
   EXPECT_EQ(d.session->next_deadline(), kNever);
   d.tick(d.now + 100 * kSecond);
   EXPECT_FALSE(d.session->finished());
@@ -867,14 +887,15 @@ TEST(SessionTest, EofAfterCompleteRequests) {
   SessionLimits l;
   l.write_queue = 100;
   Driver d(l);
-  const Bytes in = cat({frame(FrameType::kPing), frame(FrameType::kFetch, spec(5000, 100)), frame(FrameType::kEcho, pattern(30)),
-                        frame(FrameType::kSink, pattern(3))});
+  const Bytes in = cat({frame(FrameType::kPing), frame(FrameType::kFetch, spec(5000, 100)),
+                        frame(FrameType::kEcho, pattern(30)), frame(FrameType::kSink, pattern(3))});
   d.session->on_bytes(in, d.now);
   d.eof();
   EXPECT_FALSE(d.session->wants_read());
   EXPECT_FALSE(d.session->finished());
   while (d.session->has_output()) d.flush(64);
-  EXPECT_EQ(d.out, cat({frame(0x01), fetch_reply(5000, 100), frame(FrameType::kEcho, pattern(30)), frame(0x03)}));
+  EXPECT_EQ(d.out, cat({frame(0x01), fetch_reply(5000, 100), frame(FrameType::kEcho, pattern(30)),
+                        frame(0x03)}));
   EXPECT_TRUE(d.session->finished());
   EXPECT_EQ(d.session->close_cause(), CloseCause::kPeerClosed);
   EXPECT_EQ(count(d.counters.truncated_frames), 0u);
@@ -888,10 +909,12 @@ TEST(SessionTest, EofWithNothingOwedFinishesAtOnce) {
 }
 
 TEST(SessionTest, EofMidFrameCountsTruncatedAndWritesOwedReplies) {
-  for (const Bytes& partial : {Bytes{0x01}, header(0x02, 10), cat({header(0x02, 10), pattern(4)}),
-                               cat({header(0x03, 10), pattern(4)}), cat({header(0x06, 12), pattern(11)})}) {
+  for (const Bytes& partial :
+       {Bytes{0x01}, header(0x02, 10), cat({header(0x02, 10), pattern(4)}),
+        cat({header(0x03, 10), pattern(4)}), cat({header(0x06, 12), pattern(11)})}) {
     Driver d;
-    d.session->on_bytes(cat({frame(FrameType::kPing), frame(FrameType::kEcho, pattern(3)), partial}), d.now);
+    d.session->on_bytes(
+        cat({frame(FrameType::kPing), frame(FrameType::kEcho, pattern(3)), partial}), d.now);
     EXPECT_TRUE(d.session->request_in_flight());
     d.eof();
     d.flush();
@@ -941,7 +964,8 @@ TEST(SessionTest, GoawayBetweenFetchDataFrames) {
   SessionLimits l;
   l.write_queue = 300;
   Driver d(l);
-  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(3000, 100)), frame(FrameType::kPing)}), d.now);
+  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(3000, 100)), frame(FrameType::kPing)}),
+                      d.now);
   d.flush(250);
   d.session->begin_drain(d.now);
   while (d.session->has_output()) d.flush(77);
@@ -967,7 +991,8 @@ TEST(SessionTest, ForceCloseAnswersWhatWasReceivedAndDropsThePartial) {
   SessionLimits l;
   l.write_queue = 200;
   Driver d(l);
-  const Bytes in = cat({frame(FrameType::kFetch, spec(2000, 100)), frame(FrameType::kPing), header(0x02, 10)});
+  const Bytes in =
+      cat({frame(FrameType::kFetch, spec(2000, 100)), frame(FrameType::kPing), header(0x02, 10)});
   d.session->on_bytes(in, d.now);
   d.session->begin_drain(d.now);
   EXPECT_TRUE(d.session->request_in_flight());
@@ -1049,7 +1074,8 @@ TEST(SessionTest, IdleSessionHoldsNoBlock) {
 
 /// One thread's sessions, all sharing an env, as an engine loop would hold them.
 struct Fleet {
-  Fleet(size_t n, bool small_pool) : pool(kSessionBlockSize, true), small(kSessionSmallBlockSize, true) {
+  Fleet(size_t n, bool small_pool)
+      : pool(kSessionBlockSize, true), small(kSessionSmallBlockSize, true) {
     env.pool = &pool;
     env.small_pool = small_pool ? &small : nullptr;
     env.counters = &counters;
@@ -1057,7 +1083,8 @@ struct Fleet {
   }
   /// Pooled bytes the sessions hold, per session.
   size_t pooled_per_session() const {
-    return (pool.outstanding() * pool.block_size() + small.outstanding() * small.block_size()) / sessions.size();
+    return (pool.outstanding() * pool.block_size() + small.outstanding() * small.block_size()) /
+           sessions.size();
   }
   /// Reads everything session `i` queued.
   Bytes flush(size_t i) {
@@ -1089,7 +1116,7 @@ struct SlowCase {
   const char* name;
   Bytes frame;
   Bytes reply;
-  size_t sent;         // bytes of `frame` each peer sends, then stalls
+  size_t sent;          // bytes of `frame` each peer sends, then stalls
   size_t small_blocks;  // small blocks each session holds meanwhile
 };
 
@@ -1100,7 +1127,8 @@ std::vector<SlowCase> slow_cases() {
       {"1 byte of an ECHO header", echo, echo, 1, 0},
       {"2 bytes of a PING header", frame(FrameType::kPing), frame(FrameType::kPing), 2, 0},
       {"14 bytes of a FETCH", frame(FrameType::kFetch, spec(10, 4)), fetch_reply(10, 4), 14, 0},
-      {"14 bytes of a STREAM", frame(FrameType::kStream, spec(0, 4)), frame(FrameType::kStream), 14, 0},
+      {"14 bytes of a STREAM", frame(FrameType::kStream, spec(0, 4)), frame(FrameType::kStream), 14,
+       0},
       {"14 bytes of a 1000-byte ECHO", echo, echo, 14, 0},
       {"100 bytes of a 1000-byte ECHO", echo, echo, 100, 1},
       {"all but 1 byte of a 4 KiB ECHO", echo4k, echo4k, echo4k.size() - 1, 1},
@@ -1164,9 +1192,11 @@ TEST(SessionTest, LargePartialEchoTakesABigBlock) {
 
 TEST(SessionTest, EverySplitPointOfEachFrameSize) {
   std::vector<Bytes> frames = {frame(FrameType::kPing), frame(FrameType::kStream, spec(3, 2)),
-                               frame(FrameType::kFetch, spec(5, 2)), frame(FrameType::kSink, pattern(20))};
-  for (size_t len : {size_t{0}, size_t{1}, size_t{11}, size_t{12}, size_t{13}, size_t{100}, kSessionSmallFrame - 4,
-                     kSessionSmallFrame - 3, kSessionSmallFrame - 2, kSessionSmallBlockSize, size_t{65535}}) {
+                               frame(FrameType::kFetch, spec(5, 2)),
+                               frame(FrameType::kSink, pattern(20))};
+  for (size_t len : {size_t{0}, size_t{1}, size_t{11}, size_t{12}, size_t{13}, size_t{100},
+                     kSessionSmallFrame - 4, kSessionSmallFrame - 3, kSessionSmallFrame - 2,
+                     kSessionSmallBlockSize, size_t{65535}}) {
     frames.push_back(frame(FrameType::kEcho, pattern(len, static_cast<uint8_t>(len))));
   }
   const Bytes ping = frame(FrameType::kPing);
@@ -1181,16 +1211,19 @@ TEST(SessionTest, EverySplitPointOfEachFrameSize) {
         d.feed({fr.begin() + static_cast<ptrdiff_t>(a), fr.end()});
         d.feed(ping);  // and the next frame after it
         d.flush();
-        ASSERT_EQ(d.out, cat({want, ping})) << "size " << fr.size() << " cut " << a << " small " << small_pool;
+        ASSERT_EQ(d.out, cat({want, ping}))
+            << "size " << fr.size() << " cut " << a << " small " << small_pool;
         ASSERT_EQ(d.pool.outstanding() + d.small.outstanding(), 0u);
       }
     }
   }
   // Every pair of cuts through two pipelined short frames.
-  const Bytes two = cat({frame(FrameType::kEcho, pattern(13)), frame(FrameType::kFetch, spec(3, 2))});
+  const Bytes two =
+      cat({frame(FrameType::kEcho, pattern(13)), frame(FrameType::kFetch, spec(3, 2))});
   const Bytes want = cat({frame(FrameType::kEcho, pattern(13)), fetch_reply(3, 2)});
   for (size_t a = 0; a <= two.size(); ++a) {
-    for (size_t b = a; b <= two.size(); ++b) ASSERT_EQ(run_split(two, {a, b}, no_timeouts()), want) << a << "," << b;
+    for (size_t b = a; b <= two.size(); ++b)
+      ASSERT_EQ(run_split(two, {a, b}, no_timeouts()), want) << a << "," << b;
   }
 }
 
@@ -1236,7 +1269,8 @@ TEST(SessionTest, HeldSmallBlockGrowsAndCompacts) {
 
 TEST(SessionTest, DestroyWithQueuedOutputReturnsEverything) {
   Driver d;
-  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(1'000'000, 60000)), header(0x02, 5)}), d.now);
+  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(1'000'000, 60000)), header(0x02, 5)}),
+                      d.now);
   EXPECT_GT(d.pool.outstanding(), 0u);
   EXPECT_GT(count(d.counters.write_queue_bytes), 0u);
   d.session.reset();

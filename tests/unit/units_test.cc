@@ -23,8 +23,8 @@ TEST(UnitsTest, ParseDuration) {
 }
 
 TEST(UnitsTest, ParseDurationRejectsBadInput) {
-  for (const char* bad : {"", "10", "s", "-5s", "5 s", "5x", "5sec", "1.2.3s", ".s", "abc", "5s ", " 5s", "1e3s",
-                          "99999999999h", "5s-", "+5s", "nan", "inf"}) {
+  for (const char* bad : {"", "10", "s", "-5s", "5 s", "5x", "5sec", "1.2.3s", ".s", "abc", "5s ",
+                          " 5s", "1e3s", "99999999999h", "5s-", "+5s", "nan", "inf"}) {
     EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
   }
 }
@@ -56,7 +56,8 @@ TEST(UnitsTest, FormatDuration) {
 }
 
 TEST(UnitsTest, FormatParsesBack) {
-  for (Nanos d : {Nanos{0}, Nanos{1}, 999 * kMicrosecond, 1500 * kMillisecond, 300 * kSecond, 3601 * kSecond}) {
+  for (Nanos d : {Nanos{0}, Nanos{1}, 999 * kMicrosecond, 1500 * kMillisecond, 300 * kSecond,
+                  3601 * kSecond}) {
     EXPECT_EQ(parse_duration(format_duration(d)), d) << d;
   }
 }
