@@ -221,13 +221,17 @@ bool ThreadEngine::start_thread(Conn* c) {
   pthread_attr_destroy(&attr);
   if (rc == 0) return true;
   std::lock_guard lock(mu_);
+  unlink_locked(c);
+  --threads_alive_;
+  return false;
+}
+
+void ThreadEngine::unlink_locked(Conn* c) {
   if (c->prev != nullptr)
     c->prev->next = c->next;
   else
     conns_head_ = c->next;
   if (c->next != nullptr) c->next->prev = c->prev;
-  --threads_alive_;
-  return false;
 }
 
 void* ThreadEngine::conn_main(void* arg) {
@@ -243,11 +247,7 @@ void ThreadEngine::finish(Conn* c, bool reset) {
     // Unlink before close: once unlinked, run() no longer shuts this fd down, so it cannot
     // hit a reused fd number.
     std::lock_guard lock(mu_);
-    if (c->prev != nullptr)
-      c->prev->next = c->next;
-    else
-      conns_head_ = c->next;
-    if (c->next != nullptr) c->next->prev = c->prev;
+    unlink_locked(c);
   }
   // Count it out before the peer can see the close (--max-conns and a quick reconnect).
   open_.fetch_sub(1, std::memory_order_relaxed);

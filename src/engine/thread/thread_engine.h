@@ -52,6 +52,8 @@ class ThreadEngine final : public Engine {
   void refuse(int fd, Nanos now);
   bool start_thread(Conn* c);
   void finish(Conn* c, bool reset);
+  /// Removes `c` from the list of live connections. Caller holds mu_.
+  void unlink_locked(Conn* c);
 
   core::ServerConfig config_;
   std::unique_ptr<core::ContentSource> content_;
