@@ -28,6 +28,7 @@ namespace {
 using c10m::Nanos;
 
 std::atomic<c10m::engine::Engine*> g_engine{nullptr};
+std::atomic<c10m::admin::AdminServer*> g_admin{nullptr};  // null without a metrics port
 
 // A flag value that failed to parse: reported as one line, exit code 2.
 struct BadFlag {
@@ -65,6 +66,7 @@ void signal_thread(sigset_t set) {
     if (sigwait(&set, &sig) != 0) continue;
     if (++count == 1) {
       c10m::log_info("{}: draining (a second signal exits at once)", strsignal(sig));
+      if (auto* a = g_admin.load()) a->set_draining();  // /healthz: 503 "draining"
       if (auto* e = g_engine.load()) e->request_drain();
     } else {
       static const char kMsg[] = "c10m: second signal: exiting now\n";
@@ -231,6 +233,7 @@ int main(int argc, char** argv) {
       fd_limit, thousands(room));
 
   g_engine.store(engine.get());
+  g_admin.store(admin.get());
   std::thread(signal_thread,
               [] {
                 sigset_t s;
@@ -247,6 +250,7 @@ int main(int argc, char** argv) {
   fmt::print(stderr, "drain: open={} closed_by_peer={} force_closed={} in_flight={}\n",
              r.open_at_start, r.closed_by_peer, r.force_closed, r.in_flight);
   std::fflush(stderr);
+  g_admin.store(nullptr);
   g_engine.store(nullptr);
   return 0;
 }

@@ -39,8 +39,13 @@ void AdminServer::install_routes() {
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics::render_metrics(*source_), metrics::kExpositionContentType);
   });
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain; charset=utf-8");
+  s.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    if (draining_.load(std::memory_order_relaxed)) {
+      res.status = 503;
+      res.set_content("draining\n", "text/plain; charset=utf-8");
+    } else {
+      res.set_content("ok\n", "text/plain; charset=utf-8");
+    }
   });
   s.Get("/debug/pprof",
         [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/debug/pprof/"); });

@@ -2,7 +2,7 @@
 // AdminServer: the side HTTP port (--metrics-addr), off the data path.
 //
 //   GET /metrics                  Prometheus text 0.0.4 (metrics/exposition.h)
-//   GET /healthz                  "ok"
+//   GET /healthz                  200 "ok"; 503 "draining" once set_draining() was called
 //   GET /debug/pprof/             index of the profiles
 //   GET /debug/pprof/heap         tcmalloc heap sample (pprof heap_v2 text); 501 without tcmalloc
 //   GET /debug/pprof/profile?seconds=N   CPU profile of N seconds (default 30, 1..max);
@@ -50,6 +50,9 @@ class AdminServer : NonCopyable {
   uint16_t port() const { return port_; }
   /// Stops serving, cancels a running CPU profile, joins the threads. Idempotent.
   void stop();
+  /// From now on /healthz answers 503 "draining", so a load balancer stops sending new
+  /// connections while the existing ones finish. Any thread; async-signal-safe.
+  void set_draining() { draining_.store(true, std::memory_order_relaxed); }
 
  private:
   void install_routes();
@@ -60,6 +63,7 @@ class AdminServer : NonCopyable {
   std::thread thread_;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace c10m::admin

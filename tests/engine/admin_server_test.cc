@@ -49,6 +49,12 @@ TEST(AdminServer, ServesMetricsHealthAndPprofIndex) {
   EXPECT_EQ(hz.status, 200);
   EXPECT_EQ(hz.body, "ok\n");
 
+  h.server.set_draining();
+  const HttpResponse draining = h.get("/healthz");
+  EXPECT_EQ(draining.status, 503);
+  EXPECT_EQ(draining.body, "draining\n");
+  EXPECT_EQ(h.get("/metrics").status, 200) << "metrics keep answering while draining";
+
   const HttpResponse idx = h.get("/debug/pprof/");
   EXPECT_EQ(idx.status, 200);
   EXPECT_NE(idx.body.find("profile?seconds="), std::string::npos);

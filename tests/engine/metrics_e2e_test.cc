@@ -201,6 +201,29 @@ TEST_P(MetricsE2E, CountersEqualTheTrafficSent) {
   EXPECT_GT(s["c10m_allocator_bytes_in_use"], 0);
 }
 
+TEST_P(MetricsE2E, HealthzSaysDrainingOnceTheDrainStarts) {
+  start({"--drain-timeout", "30s"});
+  EXPECT_EQ(get("/healthz").status, 200);
+  {
+    TestClient c = connect();  // keeps the drain going until it closes
+    ASSERT_TRUE(c.write_all(ping()));
+    ASSERT_EQ(c.read_bytes(3).size(), 3u);
+    server_.signal(SIGTERM);
+    HttpResponse hz;
+    const auto end = Clock::now() + milliseconds(10000);
+    do {
+      hz = get("/healthz");
+      if (hz.status == 503) break;
+      std::this_thread::sleep_for(milliseconds(20));
+    } while (Clock::now() < end);
+    EXPECT_EQ(hz.status, 503);
+    EXPECT_EQ(hz.body, "draining\n");
+    EXPECT_EQ(get("/metrics").status, 200);
+  }
+  // The peer closed: the drain ends and the server exits 0 on its own.
+  EXPECT_EQ(server_.wait_exit(milliseconds(20000)), 0) << server_.stderr_text();
+}
+
 TEST_P(MetricsE2E, PromtoolAcceptsALiveScrape) {
   if (access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool not installed";
   start();
