@@ -5,15 +5,11 @@
 #include <iterator>
 
 #include "base/build_info.h"
+#include "proto/frame.h"
 
 namespace c10m::metrics {
 namespace {
 
-constexpr const char* kFrameTypes[kFrameTypeSlots] = {nullptr,  "PING",  "ECHO", "SINK",
-                                                      "STREAM", "CHUNK", "FETCH"};
-constexpr const char* kErrorCodes[kErrorCodeSlots] = {
-    nullptr,      "FRAME_TOO_LARGE", "UNKNOWN_TYPE", "BAD_LENGTH",
-    "BAD_STREAM", "TIMEOUT",         "OVERLOADED"};
 constexpr const char* kAcceptErrors[kAcceptErrorCount] = {"EMFILE", "ENFILE", "ENOMEM", "other"};
 constexpr const char* kTimeoutKinds[kTimeoutKindCount] = {"idle", "frame", "write"};
 
@@ -67,11 +63,13 @@ void per_process(Writer& w, const Scrape& s, const char* name, const char* type,
 
 }  // namespace
 
+// The names are the protocol's own (proto/frame.h), so a new type or code has one home.
 const char* frame_type_label(size_t v) {
-  return v > 0 && v < kFrameTypeSlots ? kFrameTypes[v] : "?";
+  return v > 0 && v < kFrameTypeSlots ? proto::frame_type_name(static_cast<uint8_t>(v)) : "?";
 }
 const char* error_code_label(size_t v) {
-  return v > 0 && v < kErrorCodeSlots ? kErrorCodes[v] : "?";
+  return v > 0 && v < kErrorCodeSlots ? proto::error_code_name(static_cast<proto::ErrorCode>(v))
+                                      : "?";
 }
 const char* accept_error_label(AcceptError e) {
   const auto i = static_cast<size_t>(e);
@@ -115,7 +113,7 @@ void render_prometheus(const Scrape& s, std::string* out) {
 
   w.header("c10m_frames_total", "counter", "Request frames fully received, by type.");
   for (size_t i = 1; i < kFrameTypeSlots; ++i)
-    w.labeled("c10m_frames_total", "type", kFrameTypes[i], t.frames[i]);
+    w.labeled("c10m_frames_total", "type", frame_type_label(i), t.frames[i]);
 
   w.header("c10m_frame_service_seconds", "histogram",
            "Time from a request fully received to its reply handed to the kernel.");
@@ -138,7 +136,7 @@ void render_prometheus(const Scrape& s, std::string* out) {
 
   w.header("c10m_protocol_errors_total", "counter", "ERROR frames sent, by code.");
   for (size_t i = 1; i < kErrorCodeSlots; ++i)
-    w.labeled("c10m_protocol_errors_total", "code", kErrorCodes[i], t.protocol_errors[i]);
+    w.labeled("c10m_protocol_errors_total", "code", error_code_label(i), t.protocol_errors[i]);
 
   w.counter("c10m_truncated_frames_total", "Peer EOF inside a request frame.", t.truncated_frames);
 
