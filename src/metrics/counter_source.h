@@ -35,6 +35,14 @@ class CounterSource {
   virtual std::vector<WorkerSample> per_worker() const { return {}; }
   /// Worker processes the supervisor started again after they died.
   virtual uint64_t worker_restarts() const { return 0; }
+  /// Sockets accepted per counter block (worker process, event loop): how evenly the
+  /// acceptors share the connections. Empty: no per-loop series.
+  struct LoopAccepts {
+    size_t worker = 0;
+    size_t loop = 0;
+    uint64_t accept_total = 0;
+  };
+  virtual std::vector<LoopAccepts> per_loop_accepts() const { return {}; }
 };
 
 }  // namespace c10m::metrics

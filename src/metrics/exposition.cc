@@ -85,6 +85,7 @@ void gather_scrape(const CounterSource& source, Scrape* out) {
   out->worker_processes = source.worker_processes();
   out->workers = source.per_worker();
   out->worker_restarts = source.worker_restarts();
+  out->loops = source.per_loop_accepts();
   out->processes.clear();
   for (pid_t pid : source.processes()) {
     ProcessStats ps;
@@ -176,6 +177,14 @@ void render_prometheus(const Scrape& s, std::string* out) {
                 s.workers[i].accept_total);
     w.counter("c10m_worker_restarts_total",
               "Worker processes the supervisor started again after they died.", s.worker_restarts);
+  }
+  if (s.loops.size() > 1) {
+    w.header("c10m_loop_accept_total", "counter",
+             "Sockets accepted by each event loop (counter block) of each worker process.");
+    for (const CounterSource::LoopAccepts& l : s.loops)
+      fmt::format_to(std::back_inserter(*out),
+                     "c10m_loop_accept_total{{worker=\"{}\",loop=\"{}\"}} {}\n", l.worker, l.loop,
+                     l.accept_total);
   }
 
   w.header("c10m_build_info", "gauge", "Build stamp; always 1.");

@@ -29,6 +29,8 @@ struct Scrape {
   /// Under a supervisor: one entry per worker (c10m_worker_* series); empty otherwise.
   std::vector<CounterSource::WorkerSample> workers;
   uint64_t worker_restarts = 0;
+  /// Per counter block; rendered when there are several (event loops or workers).
+  std::vector<CounterSource::LoopAccepts> loops;
 };
 
 /// Fills `out` from the source, /proc and the allocator.

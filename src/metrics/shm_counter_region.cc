@@ -240,6 +240,16 @@ void ShmCounterRegion::collect(CounterTotals* out) const {
   }
 }
 
+std::vector<CounterSource::LoopAccepts> ShmCounterRegion::loop_accepts(size_t workers) const {
+  std::vector<LoopAccepts> v;
+  for (size_t w = 0; w < workers && w < workers_; ++w) {
+    if (worker_header(w)->pid.load(std::memory_order_acquire) == 0) continue;
+    for (size_t s = 0; s < slots_per_worker_; ++s)
+      v.push_back({w, s, block(w, s)->accept_total.load()});
+  }
+  return v;
+}
+
 std::vector<pid_t> ShmCounterRegion::live_worker_pids() const {
   std::vector<pid_t> pids;
   for (size_t w = 0; w < workers_; ++w) {

@@ -101,6 +101,9 @@ class ShmCounterRegion final : public CounterSource {
   CounterSource::WorkerSample worker_sample(size_t w) const;
 
   void collect(CounterTotals* out) const override;
+  /// Every attached worker's slots (workers < `workers`, default all).
+  std::vector<LoopAccepts> loop_accepts(size_t workers) const;
+  std::vector<LoopAccepts> per_loop_accepts() const override { return loop_accepts(workers_); }
   /// Live attached workers' pids, plus the calling process when it attached none.
   std::vector<pid_t> processes() const override;
   /// Distinct live pids among attached workers.

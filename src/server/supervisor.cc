@@ -55,6 +55,9 @@ class SupervisorCounterSource final : public metrics::CounterSource {
     return v;
   }
   uint64_t worker_restarts() const override { return restarts_.load(); }
+  std::vector<LoopAccepts> per_loop_accepts() const override {
+    return region_->loop_accepts(workers_);
+  }
   void add_restart() { restarts_.fetch_add(1); }
 
  private:
