@@ -106,10 +106,6 @@ print(json.dumps({
   "client_user_cores": storm["user_seconds"] / secs, "client_sys_cores": storm["sys_seconds"] / secs,
   "box_softirq_share": (si1 - si0) / total_ticks if total_ticks else 0,
   "box_busy_share": ((cu1 - cu0) + (cs1 - cs0) + (si1 - si0)) / total_ticks if total_ticks else 0,
-  # busy cores of the box not in the server, the storm or softirq (other processes)
-  "other_cores": (((cu1 - cu0) + (cs1 - cs0) + (si1 - si0)) / hz / secs
-                  - (su1 - su0 + ss1 - ss0) / hz / secs - (storm["user_seconds"] + storm["sys_seconds"]) / secs
-                  - (si1 - si0) / hz / secs),
   "server_accepts": int(accept.group(1)) if accept else None,
   "per_acceptor_accepts": loops or None,
 }))
@@ -169,7 +165,6 @@ for s in strategies:
         "server_user_cores": med("server_user_cores"), "server_sys_cores": med("server_sys_cores"),
         "client_cores": statistics.median(r["client_user_cores"] + r["client_sys_cores"] for r in rs),
         "box_softirq_share": med("box_softirq_share"), "box_busy_share": med("box_busy_share"),
-        "other_cores": med("other_cores"),
         "busiest_acceptor_vs_mean": statistics.median(bal) if bal else None,
     }
 base = summary.get("single", {}).get("cycles_per_second_median")
@@ -178,15 +173,16 @@ for s in summary:
 json.dump({"experiment": "accept_storm", "host": host, "runs": runs, "summary": summary, "edge": edge},
           open("results/accept_storm.json", "w"), indent=2)
 print(f"{'strategy':11} {'conn+close/s':>12} {'min..max':>15} {'x single':>8} {'srv user':>8} "
-      f"{'srv sys':>7} {'client':>6} {'softirq':>7} {'other':>5} {'busiest/mean':>12}")
+      f"{'srv sys':>7} {'client':>6} {'softirq':>7} {'box busy':>8} {'busiest/mean':>12}")
 for s, v in summary.items():
     b = v["busiest_acceptor_vs_mean"]
     print(f"{s:11} {v['cycles_per_second_median']:>12.0f} {v['cycles_per_second_min']:>7.0f}..{v['cycles_per_second_max']:<7.0f}"
           f" {v['ratio_to_single'] or 0:>8.2f} {v['server_user_cores']:>8.2f} {v['server_sys_cores']:>7.2f}"
-          f" {v['client_cores']:>6.2f} {v['box_softirq_share']*host['cores']:>7.2f} {v['other_cores']:>5.2f}"
+          f" {v['client_cores']:>6.2f} {v['box_softirq_share']*host['cores']:>7.2f} {v['box_busy_share']*host['cores']:>8.2f}"
           f" {('%.2f' % b) if b else '-':>12}")
-print("(CPU in cores: CPU seconds per second; softirq: the box's softirq time; other: the rest of\n"
-      " the box's busy time; busiest/mean: accepts of the busiest acceptor over the mean)")
+print("(CPU in cores = CPU seconds per second. Process times include softirq work the kernel did\n"
+      " in their context, so they overlap the box's softirq column; box busy: all non-idle time.\n"
+      " busiest/mean: accepts of the busiest acceptor over the mean)")
 for e in edge:
     print(f"edge {e['strategy']:10}: {e['conns']} conns, capacity {e['capacity']}: served {e['served']}, "
           f"OVERLOADED {e['overloaded']}, unanswered {e['unanswered']}; open per worker {e['per_worker_open']}")

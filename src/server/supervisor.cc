@@ -164,8 +164,13 @@ std::string Supervisor::setup() {
   source_ = std::make_unique<SupervisorCounterSource>(region_.get(), n_);
 
   if (o_.metrics_addr != "off" && !o_.metrics_addr.empty()) {
-    admin_ =
-        std::make_unique<admin::AdminServer>(admin::AdminConfig{o_.metrics_addr}, source_.get());
+    admin::AdminConfig ac{o_.metrics_addr};
+    ac.workers = static_cast<int>(n_);
+    const WorkerBoard* board = board_.get();
+    ac.worker_port = [board](int w) {
+      return static_cast<uint16_t>(board->slot(static_cast<size_t>(w)).admin_port.load());
+    };
+    admin_ = std::make_unique<admin::AdminServer>(std::move(ac), source_.get());
     if (std::string err = admin_->start(); !err.empty()) {
       if (o_.metrics_addr_given) return err;
       log_warn("{}; serving without metrics (pass --metrics-addr to insist)", err);

@@ -31,6 +31,7 @@ void BoardSlot::reset() {
   accepting.store(1);
   capacity.store(0);
   fd_limit.store(0);
+  admin_port.store(0);
   drain_open_at_start.store(0);
   drain_closed_by_peer.store(0);
   drain_force_closed.store(0);

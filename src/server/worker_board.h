@@ -31,6 +31,7 @@ struct alignas(64) BoardSlot {
   std::atomic<uint32_t> accepting;  // 1 while the worker takes new connections
   std::atomic<uint64_t> capacity;   // connections it keeps before it pauses
   std::atomic<uint64_t> fd_limit;
+  std::atomic<uint32_t> admin_port;  // the worker's loopback admin port (profiles); 0 = none
   std::atomic<uint64_t> drain_open_at_start;
   std::atomic<uint64_t> drain_closed_by_peer;
   std::atomic<uint64_t> drain_force_closed;

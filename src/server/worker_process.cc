@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "admin/admin_server.h"
 #include "base/log.h"
 #include "metrics/shm_counter_region.h"
 #include "server/server_options.h"
@@ -118,6 +119,19 @@ int run_worker(const ServerOptions& o) {
   if (std::string err = eng->bind(); !err.empty()) {
     fmt::print(stderr, "c10m-server worker {}: {}\n", h.index, err);
     return 1;
+  }
+
+  // Profiles of this worker (/debug/pprof/*?worker=I on the supervisor's admin port) come
+  // from its own admin server on a loopback port the board publishes.
+  std::unique_ptr<admin::AdminServer> admin;
+  if (o.metrics_addr != "off" && !o.metrics_addr.empty()) {
+    admin = std::make_unique<admin::AdminServer>(admin::AdminConfig{"127.0.0.1:0"}, region.get());
+    if (std::string err = admin->start(); !err.empty()) {
+      log_warn("worker {}: no profiles: {}", h.index, err);
+      admin.reset();
+    } else {
+      slot.admin_port.store(admin->port());
+    }
   }
 
   g_worker_engine.store(eng.get());

@@ -312,6 +312,25 @@ TEST_P(WorkersTest, SecondSignalKillsTheWorkersAndExitsOne) {
   }
 }
 
+TEST_P(WorkersTest, ProfilesOfEachWorkerThroughTheOneAdminPort) {
+  start(2);
+  // Heap profiles come from the worker itself (tcmalloc builds: 200 and a heap_v2 text;
+  // sanitizer builds have no tcmalloc: the worker's own 501), never from the supervisor.
+  for (int w = 0; w < 2; ++w) {
+    const admin::HttpResponse r = admin::http_get(
+        "127.0.0.1", metrics_port_, "/debug/pprof/heap?worker=" + std::to_string(w), 5000);
+    EXPECT_TRUE(r.status == 200 || r.status == 501) << r.status << " " << r.body;
+    if (r.status == 200) {
+      EXPECT_EQ(r.body.rfind("heap profile:", 0), 0u) << r.body.substr(0, 80);
+    }
+  }
+  EXPECT_EQ(admin::http_get("127.0.0.1", metrics_port_, "/debug/pprof/heap?worker=2", 5000).status,
+            404);
+  const admin::HttpResponse index =
+      admin::http_get("127.0.0.1", metrics_port_, "/debug/pprof/", 5000);
+  EXPECT_NE(index.body.find("heap?worker=1"), std::string::npos) << index.body;
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, WorkersTest, ::testing::Values("epoll", "thread"),
                          [](const auto& info) { return info.param; });
 
