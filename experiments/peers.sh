@@ -125,7 +125,7 @@ run_load() {
 }
 
 summary_line() {  # NAME JSON: one line from a client JSON
-  python3 - "$@" <<'PY'
+  /usr/bin/python3 - "$@" <<'PY'
 import json, sys
 name, path = sys.argv[1:]
 s = json.load(open(path))["summary"]
@@ -185,7 +185,7 @@ phase_latency() {
   local rate=${RATE:-}
   if [ -z "$rate" ]; then
     # Half of the slowest server's median peak (100 x 8 x 64 B) measured in the peak phase.
-    rate=$(python3 - "$out/peak100x8" $SERVERS <<'PY'
+    rate=$(/usr/bin/python3 - "$out/peak100x8" $SERVERS <<'PY'
 import json, statistics, sys, glob
 d, servers = sys.argv[1], sys.argv[2:]
 meds = []
@@ -199,7 +199,7 @@ PY
   fi
   echo "$rate" >"$out/latency/rate.txt"
   local per_conn
-  per_conn=$(python3 -c "print($rate / 100)")
+  per_conn=$(/usr/bin/python3 -c "print($rate / 100)")
   for r in $(seq 1 "$ROUNDS"); do
     echo "== latency at $rate/s (open model, 100 conns x $per_conn/s), round $r/$ROUNDS"
     for s in $(rotated "$r"); do
@@ -241,7 +241,7 @@ phase_idle() {
       kill -TERM "$cpid" 2>/dev/null || true
       wait "$cpid" 2>/dev/null || true
       stop_server
-      python3 - "$out/idle/$s-r$r.json" "$s" "$IDLE_CONNS" "$held" "$rss0" "$rss1" "$threads" "$t0" "$t1" <<'PY'
+      /usr/bin/python3 - "$out/idle/$s-r$r.json" "$s" "$IDLE_CONNS" "$held" "$rss0" "$rss1" "$threads" "$t0" "$t1" <<'PY'
 import json, sys
 path, s, n, held, r0, r1, th, t0, t1 = sys.argv[1:]
 row = {"server": s, "conns_target": int(n), "server_fds_held": int(held),
@@ -286,20 +286,20 @@ phase_profile() {
     {
       echo "# $s: share of server CPU by DSO"
       perf report -i "$out/profile/$s.perf" --no-children --stdio --sort dso 2>/dev/null |
-        grep -E '^ +[0-9.]+%' | head -n 8
+        grep -E '^ +[0-9.]+%' | head -n 8 || true
       echo "# $s: top symbols (self)"
       perf report -i "$out/profile/$s.perf" --no-children --stdio --sort sym -g none 2>/dev/null |
-        grep -E '^ +[0-9.]+%' | head -n 25
+        grep -E '^ +[0-9.]+%' | head -n 25 || true
       echo "# $s: inclusive (children) for the syscall entry points"
       perf report -i "$out/profile/$s.perf" --children --stdio --sort sym -g none 2>/dev/null |
-        grep -E '^ +[0-9.]+% +[0-9.]+%' | grep -E 'sys_(read|write|recvfrom|sendto|epoll_wait|writev|readv|sendmsg|recvmsg|futex)|do_epoll_wait|__x64_sys' | head -n 12
+        grep -E '^ +[0-9.]+% +[0-9.]+%' | grep -E 'sys_(read|write|recvfrom|sendto|epoll_wait|writev|readv|sendmsg|recvmsg|futex)|do_epoll_wait|__x64_sys' | head -n 12 || true
     } >"$out/profile/$s.txt"
     summary_line "$s (stat)" "$out/profile/$s-stat.json"
   done
 }
 
 phase_report() {
-  python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" "$SECS"
+  /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" "$SECS"
 }
 
 for p in "${phases[@]}"; do

@@ -74,7 +74,7 @@ result = {"experiment": "peers", "config": {
         "peak100x8": "closed loop, 100 conns x 8 in flight, 64 B ECHO",
         "peak10k": "closed loop, 10,000 conns x 1 in flight, 64 B ECHO, 4 source IPs",
         "latency": "open model, 100 conns, 64 B ECHO, total rate in latency_rate_per_s",
-        "idle": "19,000 idle connections (--active-frac 0), server VmRSS growth per connection"}},
+        "idle": "IDLE_CONNS idle connections (--active-frac 0), server VmRSS growth per connection"}},
     "servers": {}}
 rate_file = f"{res_dir}/latency/rate.txt"
 result["latency_rate_per_s"] = int(open(rate_file).read()) if os.path.exists(rate_file) else None
@@ -209,7 +209,8 @@ for s in servers:
 lines.append("")
 lines.append("### idle connections and syscalls")
 lines.append("")
-lines.append("| server | RSS B per idle conn (19,000) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server |")
+idle_n = next((e["idle"]["rounds"][0]["conns_target"] for e in result["servers"].values() if "idle" in e), 0)
+lines.append(f"| server | RSS B per idle conn ({idle_n:,}) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server |")
 lines.append("|---|---|---|---|---|---|")
 for s in servers:
     e = result["servers"].get(s, {})
@@ -243,7 +244,7 @@ panels = [("peak100x8", "frames_per_s", "100x8x64B closed loop: frames/s", False
           ("peak10k", "frames_per_s", "10,000x1x64B closed loop: frames/s", False),
           ("peak100x8", "server_us_per_frame", "100x8: server CPU us/frame", False),
           ("latency", "p99_us", f"p99 us at {result['latency_rate_per_s']}/s open model", True),
-          ("idle", "rss_bytes_per_conn", "RSS bytes per idle connection (19,000)", True),
+          ("idle", "rss_bytes_per_conn", f"RSS bytes per idle connection ({idle_n:,})", True),
           ("peak10k", "server_us_per_frame", "10,000x1: server CPU us/frame", False)]
 fig, axes = plt.subplots(2, 3, figsize=(15, 8))
 colors = ["#d62728" if s.startswith("c10m-") else "#1f77b4" for s in servers]
