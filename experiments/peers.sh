@@ -23,7 +23,8 @@
 #   ROUNDS=3 SECS=4 SERVERS="c10m-epoll asio" bash experiments/peers.sh peak latency report
 # Env: ROUNDS (3), SECS measured seconds per run (4), SERVER_THREADS (1), CLIENT_THREADS (1),
 #      PIN (1: taskset server to CPU 0, client to CPU 1; 0: no pinning), HOLD idle seconds (3),
-#      IDLE_CONNS (19000), SERVERS (all), RATE (latency phase total rate; default: derived).
+#      IDLE_CONNS (19000), SERVERS (all), RATE (latency phase total rate; default: derived),
+#      CLIENT (load client binary; default build/release/apps/c10m-loadclient).
 # Raw results: results/peers/<phase>/<server>-r<round>.json (client JSON with --server-pid),
 # merged: results/peers.json (with the host record and git commit), results/peers.md, .png.
 # Ports 18000-18099 (this experiment's range).
@@ -43,7 +44,7 @@ phases=("$@")
 [ ${#phases[@]} -gt 0 ] || read -r -a phases <<<"${PHASES:-build peak latency idle profile report}"
 
 rel=build/release
-client=$rel/apps/c10m-loadclient
+client=${CLIENT:-$rel/apps/c10m-loadclient}  # CLIENT: another load client binary (same flags)
 out=results/peers
 tmp=$(mktemp -d /tmp/peers-exp.XXXXXX)
 pids=()
@@ -171,7 +172,7 @@ phase_peak() {
         --warmup 1s --duration "${SECS}s"
       summary_line "$s 100x8" "$out/peak100x8/$s-r$r.json"
       run_load "$s" "$out/peak10k/$s-r$r.json" --conns 10000 --inflight 1 --op echo --payload 64 \
-        --srcips "$SRCIPS" --warmup 3s --duration "${SECS}s"
+        --srcips "$SRCIPS" --connect-timeout 30s --warmup 3s --duration "${SECS}s"
       summary_line "$s 10kx1" "$out/peak10k/$s-r$r.json"
       stop_server
     done

@@ -45,6 +45,7 @@ def client_metrics(j):
         "errors": s["errors"], "mismatches": s["mismatches"],
         "client_behind": bool(s["client_behind"]),
         "conns_open": s["conns"]["open"],
+        "conns_target": s["conns"]["target"],
     }
 
 
@@ -132,6 +133,9 @@ def flags(s, phase):
     notes = []
     if e["errors"]["max"] or e["mismatches"]["max"]:
         notes.append("ERRORS")
+    if e["conns_open"]["min"] < e["conns_target"]["max"]:
+        notes.append(f"only {e['conns_open']['min']:,.0f}-{e['conns_open']['max']:,.0f} of "
+                     f"{e['conns_target']['max']:,.0f} conns open")
     if e["client_behind_rounds"]:
         notes.append(f"client behind in {e['client_behind_rounds']} round(s)")
     return "; ".join(notes)
