@@ -263,11 +263,17 @@ phase_profile() {
   rm -f "$out"/profile/*
   SERVERS=$(present_servers | tr '\n' ' ')
   local args=(--conns 100 --inflight 8 --op echo --payload 64 --warmup 1s --duration "${SECS}s")
+  # every syscall, and the ones an echo loop makes, by name (the server's; the client's total)
+  local server_events=raw_syscalls:sys_enter,context-switches,cpu-migrations
+  local sc
+  for sc in epoll_wait epoll_pwait epoll_ctl read recvfrom recvmsg write writev sendto sendmsg futex; do
+    server_events+=",syscalls:sys_enter_$sc"
+  done
   for s in $SERVERS; do
     echo "== profile $s (100 x 8 x 64 B)"
     # 1. syscalls and context switches per frame, server and client (tracepoints, no samples)
     start_server "$s"
-    perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$spid" \
+    perf stat -x, -e "$server_events" -p "$spid" \
       -o "$out/profile/$s-server.stat" -- sleep $((SECS + 2)) 2>/dev/null &
     local pstat=$!
     # shellcheck disable=SC2046

@@ -103,8 +103,14 @@ for s in servers:
         ops = json.load(open(stat_json))["totals"]["ops_done"] or 1
         sv = read_stat(f"{res_dir}/profile/{s}-server.stat")
         cl = read_stat(f"{res_dir}/profile/{s}-client.stat")
+        per_100 = lambda *names: 100 * sum(sv.get(f"syscalls:sys_enter_{n}", 0) for n in names) / ops
         entry["profile"] = {
             "ops_done": ops,
+            "server_per_100_frames": {
+                "epoll_waits": per_100("epoll_wait", "epoll_pwait"),
+                "reads": per_100("read", "recvfrom", "recvmsg"),
+                "writes": per_100("write", "writev", "sendto", "sendmsg"),
+                "epoll_ctls": per_100("epoll_ctl"), "futexes": per_100("futex")},
             "server_syscalls_per_frame": sv.get("raw_syscalls:sys_enter", float("nan")) / ops,
             "server_ctx_switches_per_frame": sv.get("context-switches", float("nan")) / ops,
             "client_syscalls_per_frame": cl.get("raw_syscalls:sys_enter", float("nan")) / ops,
@@ -214,8 +220,8 @@ lines.append("")
 lines.append("### idle connections and syscalls")
 lines.append("")
 idle_n = next((e["idle"]["rounds"][0]["conns_target"] for e in result["servers"].values() if "idle" in e), 0)
-lines.append(f"| server | RSS B per idle conn ({idle_n:,}) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server |")
-lines.append("|---|---|---|---|---|---|")
+lines.append(f"| server | RSS B per idle conn ({idle_n:,}) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server | server per 100 frames (100x8): epoll waits / reads / writes / epoll_ctl / futex |")
+lines.append("|---|---|---|---|---|---|---|")
 for s in servers:
     e = result["servers"].get(s, {})
     idle = e.get("idle")
@@ -223,8 +229,9 @@ for s in servers:
     rss = cell(s, "idle", "rss_bytes_per_conn") if idle else "-"
     th = f"{idle['server_threads']['median']:,.0f}" if idle else "-"
     f = lambda k: f"{prof[k]:.3f}" if prof and prof[k] == prof[k] else "-"
+    p100 = " / ".join(f"{v:.1f}" for v in prof["server_per_100_frames"].values()) if prof else "-"
     lines.append(f"| {s} | {rss} | {th} | {f('server_syscalls_per_frame')} | {f('client_syscalls_per_frame')} | "
-                 f"{f('server_ctx_switches_per_frame')} |")
+                 f"{f('server_ctx_switches_per_frame')} | {p100} |")
 lines.append("")
 lines.append("winners (median): " + "; ".join(f"{k}: {v['server']}" for k, v in winners.items()))
 if target:
