@@ -48,6 +48,7 @@ client=${CLIENT:-$rel/apps/c10m-loadclient}  # CLIENT: another load client binar
 out=results/peers
 tmp=$(mktemp -d /tmp/peers-exp.XXXXXX)
 pids=()
+starts=0
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$tmp"
@@ -89,19 +90,23 @@ available() {  # the binary of server $1 exists
 
 # Starts server $1; sets $spid. Fails loudly if it does not listen within 10 s.
 start_server() {
-  local name=$1 port
+  local name=$1 port log
   port=$(port_of "$name")
+  starts=$((starts + 1))
+  # A fresh log per start: the background job may open (truncate) it after the first grep,
+  # so an old log's "listening on" must never be there to be read.
+  log="$tmp/$name.$starts.log"
   # shellcheck disable=SC2046
-  $(pin_server) $(server_argv "$name" "$port") >/dev/null 2>"$tmp/$name.log" &
+  $(pin_server) $(server_argv "$name" "$port") >/dev/null 2>"$log" &
   spid=$!
   pids+=("$spid")
   for _ in $(seq 100); do
-    grep -q 'listening on' "$tmp/$name.log" 2>/dev/null && return 0
+    grep -q 'listening on' "$log" 2>/dev/null && return 0
     kill -0 "$spid" 2>/dev/null || break
     sleep 0.1
   done
   echo "peers: $name did not start:" >&2
-  cat "$tmp/$name.log" >&2
+  cat "$log" >&2
   exit 1
 }
 
@@ -311,7 +316,11 @@ phase_report() {
 
 for p in "${phases[@]}"; do
   case "$p" in
-    build | peak | latency | idle | profile | report) "phase_$p" ;;
+    build | peak | latency | idle | profile | report)
+      t0=$SECONDS
+      "phase_$p"
+      echo "(phase $p: $((SECONDS - t0)) s)"
+      ;;
     *) echo "peers: unknown phase '$p' (build peak latency idle profile report)" >&2; exit 2 ;;
   esac
 done
