@@ -74,11 +74,16 @@ result = {"experiment": "peers", "config": {
     "workloads": {
         "peak100x8": "closed loop, 100 conns x 8 in flight, 64 B ECHO",
         "peak10k": "closed loop, 10,000 conns x 1 in flight, 64 B ECHO, 4 source IPs",
-        "latency": "open model, 100 conns, 64 B ECHO, total rate in latency_rate_per_s",
+        "latency": "open model, 100 conns, 64 B ECHO, total rate in latency_rate_per_s (basis: latency_rate_basis)",
         "idle": "IDLE_CONNS idle connections (--active-frac 0), server VmRSS growth per connection"}},
     "servers": {}}
 rate_file = f"{res_dir}/latency/rate.txt"
 result["latency_rate_per_s"] = int(open(rate_file).read()) if os.path.exists(rate_file) else None
+basis_file = f"{res_dir}/latency/basis.txt"
+basis = open(basis_file).read().strip() if os.path.exists(basis_file) else "?"
+basis_text = {"peak10k": "half the slowest median 10,000 x 1 peak",
+              "peak100x8": "half the slowest median 100 x 8 peak"}.get(basis, "rate given by RATE")
+result["latency_rate_basis"] = basis
 
 for s in servers:
     entry = {}
@@ -206,8 +211,7 @@ for phase, title in (("peak100x8", "closed loop, 100 conns x 8 in flight x 64 B 
                      f"{cell(s, phase, 'client_us_per_frame', '{:.2f}')} | {cell(s, phase, 'server_cores', '{:.2f}')} | "
                      f"{cell(s, phase, 'client_cores', '{:.2f}')} | {flags(s, phase)} |")
     lines.append("")
-lines.append(f"### open model, 100 conns, 64 B ECHO at {result['latency_rate_per_s'] or '?'}/s "
-             "(half the slowest median 100x8 peak)")
+lines.append(f"### open model, 100 conns, 64 B ECHO at {result['latency_rate_per_s'] or '?'}/s ({basis_text})")
 lines.append("")
 lines.append("| server | achieved/s | p50 us | p99 us | p99.9 us | server CPU us/frame | client CPU us/frame | notes |")
 lines.append("|---|---|---|---|---|---|---|---|")
