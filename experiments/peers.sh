@@ -15,7 +15,8 @@
 #   idle     ROUNDS rounds: 19,000 idle connections (--active-frac 0, 4 source IPs);
 #            server RSS per connection
 #   profile  once per server, 100x8: syscalls and context switches per frame (perf stat,
-#            tracepoints) in one run, then `perf record -e cpu-clock -g` of the server
+#            tracepoints) in one run, then `perf record -e cpu-clock -g` of the server (of
+#            CPU 0 when pinned, which the server has to itself)
 #   report   the table (median and min-max of the rounds), results/peers.json, results/peers.png
 #
 #   bash experiments/peers.sh                      # everything (~12 minutes with the defaults)
@@ -294,7 +295,11 @@ phase_profile() {
     stop_server
     # 2. where the server's CPU goes
     start_server "$s"
-    perf record -q -e cpu-clock -g -p "$spid" -o "$out/profile/$s.perf" -- sleep $((SECS + 2)) \
+    # Pinned: sample CPU 0, where the server alone runs (perf record -p cannot follow the
+    # threads the thread engine creates after it attached). Unpinned: the server's threads.
+    local target=(-p "$spid")
+    [ "$PIN" = 1 ] && target=(-a -C 0)
+    perf record -q -e cpu-clock -g "${target[@]}" -o "$out/profile/$s.perf" -- sleep $((SECS + 2)) \
       2>/dev/null &
     local prec=$!
     run_load "$s" "$out/profile/$s-perf.json" "${args[@]}"
