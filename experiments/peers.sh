@@ -305,15 +305,17 @@ phase_profile() {
     run_load "$s" "$out/profile/$s-perf.json" "${args[@]}"
     wait "$prec" || true
     stop_server
+    # Only the server's samples (CPU 0 also has the idle task and stray kernel threads).
+    local only=(--pid "$spid")
     {
       echo "# $s: share of server CPU by DSO"
-      perf report -i "$out/profile/$s.perf" --no-children --stdio --sort dso 2>/dev/null |
+      perf report -i "$out/profile/$s.perf" "${only[@]}" --no-children --stdio --sort dso 2>/dev/null |
         grep -E '^ +[0-9.]+%' | head -n 8 || true
       echo "# $s: top symbols (self)"
-      perf report -i "$out/profile/$s.perf" --no-children --stdio --sort sym -g none 2>/dev/null |
+      perf report -i "$out/profile/$s.perf" "${only[@]}" --no-children --stdio --sort sym -g none 2>/dev/null |
         grep -E '^ +[0-9.]+%' | head -n 25 || true
       echo "# $s: inclusive (children) for the syscall entry points"
-      perf report -i "$out/profile/$s.perf" --children --stdio --sort sym -g none 2>/dev/null |
+      perf report -i "$out/profile/$s.perf" "${only[@]}" --children --stdio --sort sym -g none 2>/dev/null |
         grep -E '^ +[0-9.]+% +[0-9.]+%' | grep -E 'sys_(read|write|recvfrom|sendto|epoll_wait|writev|readv|sendmsg|recvmsg|futex)|do_epoll_wait|__x64_sys' | head -n 12 || true
     } >"$out/profile/$s.txt"
     summary_line "$s (stat)" "$out/profile/$s-stat.json"
