@@ -15,8 +15,8 @@
 #   idle     ROUNDS rounds: 19,000 idle connections (--active-frac 0, 4 source IPs);
 #            server RSS per connection
 #   profile  once per server, 100x8: syscalls and context switches per frame (perf stat,
-#            tracepoints) in one run, then `perf record -e cpu-clock -g` of the server (of
-#            CPU 0 when pinned, which the server has to itself)
+#            tracepoints) in one run, then `perf record -e cpu-clock -g` of the server (the
+#            thread engine: of CPU 0, which it has to itself when pinned)
 #   report   the table (median and min-max of the rounds), results/peers.json, results/peers.png
 #
 #   bash experiments/peers.sh                      # everything (~12 minutes with the defaults)
@@ -295,27 +295,29 @@ phase_profile() {
     stop_server
     # 2. where the server's CPU goes
     start_server "$s"
-    # Pinned: sample CPU 0, where the server alone runs (perf record -p cannot follow the
-    # threads the thread engine creates after it attached). Unpinned: the server's threads.
+    # The server's threads; for the thread engine, pinned, all of CPU 0 instead (perf record
+    # -p cannot follow the threads it creates after perf attached; "swapper" is idle time).
     local target=(-p "$spid")
-    [ "$PIN" = 1 ] && target=(-a -C 0)
+    [ "$PIN" = 1 ] && [ "$s" = c10m-thread ] && target=(-a -C 0)
     perf record -q -e cpu-clock -g "${target[@]}" -o "$out/profile/$s.perf" -- sleep $((SECS + 2)) \
       2>/dev/null &
     local prec=$!
     run_load "$s" "$out/profile/$s-perf.json" "${args[@]}"
     wait "$prec" || true
     stop_server
-    # Only the server's samples (CPU 0 also has the idle task and stray kernel threads).
-    local only=(--pid "$spid")
     {
-      echo "# $s: share of server CPU by DSO"
-      perf report -i "$out/profile/$s.perf" "${only[@]}" --no-children --stdio --sort dso 2>/dev/null |
+      echo "# $s: share of server CPU by DSO (perf record ${target[*]})"
+      if [ "${target[0]}" = -a ]; then
+        perf report -i "$out/profile/$s.perf" --no-children --stdio --sort comm -g none \
+          2>/dev/null | grep -E '^ +[0-9.]+%' | head -n 4 || true
+      fi
+      perf report -i "$out/profile/$s.perf" --no-children --stdio --sort dso 2>/dev/null |
         grep -E '^ +[0-9.]+%' | head -n 8 || true
       echo "# $s: top symbols (self)"
-      perf report -i "$out/profile/$s.perf" "${only[@]}" --no-children --stdio --sort sym -g none 2>/dev/null |
+      perf report -i "$out/profile/$s.perf" --no-children --stdio --sort sym -g none 2>/dev/null |
         grep -E '^ +[0-9.]+%' | head -n 25 || true
       echo "# $s: inclusive (children) for the syscall entry points"
-      perf report -i "$out/profile/$s.perf" "${only[@]}" --children --stdio --sort sym -g none 2>/dev/null |
+      perf report -i "$out/profile/$s.perf" --children --stdio --sort sym -g none 2>/dev/null |
         grep -E '^ +[0-9.]+% +[0-9.]+%' | grep -E 'sys_(read|write|recvfrom|sendto|epoll_wait|writev|readv|sendmsg|recvmsg|futex)|do_epoll_wait|__x64_sys' | head -n 12 || true
     } >"$out/profile/$s.txt"
     summary_line "$s (stat)" "$out/profile/$s-stat.json"
