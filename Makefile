@@ -8,7 +8,7 @@ build:
 	bash scripts/setup.sh && cmake --preset release >/dev/null && cmake --build --preset release
 idle:            ## hold 19,000 idle connections on each engine, print RSS and bytes/conn
 	bash experiments/idle_conns.sh
-peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: table, JSON, chart (~12 min)
+peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: table, JSON, chart (~11 min)
 	bash experiments/peers.sh
 clean:
 	rm -rf build
