@@ -754,6 +754,13 @@ struct LoadWorker::Impl {
     Nanos tick_cpu = thread_cpu_now();
     Nanos tick_wait = run_queue.now();
     Nanos tick_wall = mono_now();
+    if (tick_wall >= t_warm) {
+      // This thread began after the window opened (a starved process starts late): its
+      // counts since it was created, waiting for its first run included, belong to it.
+      warm_marked = true;
+      tick_cpu = tick_wait = 0;
+      tick_wall = t0;
+    }
     for (;;) {
       Nanos now = mono_now();
       if (!warm_marked && now >= t_warm) {
