@@ -328,6 +328,7 @@ nlohmann::json RunReport::to_json() const {
       {"syscalls",
        {{"write_calls", totals.write_calls},
         {"read_calls", totals.read_calls},
+        {"wait_calls", totals.wait_calls},
         {"partial_writes", totals.partial_writes},
         {"frames_out", totals.frames_out},
         {"frames_in", totals.frames_in},
@@ -416,11 +417,11 @@ std::string RunReport::table() const {
         t.in_mb_s);
   }
   out += fmt::format(
-      "  {:<16}{:.1f} frames per write, {:.1f} per read ({} writes, {} reads, {} partial "
-      "writes)\n",
+      "  {:<16}{:.1f} frames per write, {:.1f} per read, {:.1f} per wait ({} writes, {} reads, "
+      "{} waits, {} partial writes)\n",
       "syscalls", per(totals.frames_out, totals.write_calls),
-      per(totals.frames_in, totals.read_calls), totals.write_calls, totals.read_calls,
-      totals.partial_writes);
+      per(totals.frames_in, totals.read_calls), per(totals.frames_in, totals.wait_calls),
+      totals.write_calls, totals.read_calls, totals.wait_calls, totals.partial_writes);
   if (!c.closed_loop())
     out += fmt::format("  {:<16}mean {}, {} sends > 1 ms late, {} early (within --send-slack {})\n",
                        "send lateness",

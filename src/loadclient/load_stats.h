@@ -44,6 +44,7 @@ ConnectFail classify_connect_errno(int err);      // err > 0
   X(frames_in)       /* reply frames read */                                               \
   X(write_calls)     /* write/writev syscalls */                                           \
   X(read_calls)      /* read syscalls on connections */                                    \
+  X(wait_calls)      /* epoll_pwait2 syscalls (one per loop turn) */                       \
   X(partial_writes)  /* writes the kernel took only part of (rest queued) */               \
   X(payload_bytes)   /* payload of the measured requests completed (STREAM/FETCH total) */ \
   X(wire_out)        /* bytes written in the measured window */                            \
