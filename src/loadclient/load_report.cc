@@ -141,7 +141,8 @@ bool RunReport::client_behind() const {
   const bool late =
       totals.sent_measured > 0 &&
       static_cast<double>(totals.late_sends) > 0.01 * static_cast<double>(totals.sent_measured);
-  return late || totals.saturated_ticks > 0 || totals.starved_ticks > 0;
+  return late || totals.saturated_ticks > 0 || totals.starved_ticks > 0 ||
+         loop_wait_share() > kStarvedWindowShare;
 }
 
 std::string RunReport::behind_cause() const {

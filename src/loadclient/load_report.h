@@ -73,7 +73,8 @@ struct RunReport {
 
   void merge_processes();  // totals + histogram from processes
   /// Open model only: more than 1% of the measured sends left > 1 ms late, or a loop spent
-  /// a second CPU-saturated or starved by the scheduler while it had sends scheduled.
+  /// a second CPU-saturated or starved by the scheduler while it had sends scheduled, or
+  /// the loops waited more than 10% of the window in the run queue.
   bool client_behind() const;
   /// Why the client fell behind ("busy loop", "starved by the scheduler", both, or
   /// "short stalls"), or "" when it did not.

@@ -310,7 +310,7 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
   constexpr int kConns = 40000;
   auto r = run_client(
       {"--addr", a->addr() + "," + b->addr(), "--procs", "4", "--conns", std::to_string(kConns),
-       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "6s", "--quiet"},
+       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "10s", "--quiet"},
       "forty_k", 40s);
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
@@ -453,6 +453,27 @@ TEST(LoadClientRun, PartialWritesKeepFrameBoundaries) {
   EXPECT_EQ(r.result["totals"]["sent_measured"], r.result["totals"]["done_measured"]);
 }
 
+// TCP sockets of process `pid` in state ESTABLISHED (its fds' inodes in /proc/net/tcp).
+int established_sockets(pid_t pid) {
+  std::set<std::string> inodes;
+  std::error_code ec;
+  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    const std::string target = fs::read_symlink(fd.path(), ec).string();
+    if (target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // header
+  int n = 0;
+  while (std::getline(tcp, line)) {
+    std::istringstream in(line);
+    std::string sl, local, remote, state, queues, timer, retr, uid, timeout, inode;
+    in >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (state == "01" && inodes.count(inode)) ++n;
+  }
+  return n;
+}
+
 // A client that wants little CPU but cannot get it: once it has connected, its threads are
 // pinned to one CPU with nice 19, next to a busy loop at nice 0 on that CPU. It falls
 // behind, and says it was starved by the scheduler (run-queue wait from schedstat), not
@@ -466,7 +487,11 @@ TEST(LoadClientRun, ClientStarvedByTheSchedulerIsReported) {
   CPU_SET(0, &cpu0);
   pid_t hog = -1;
   auto starve = [&](pid_t client) {
-    std::this_thread::sleep_for(500ms);
+    // Starve it only once its 10 connections are established (a slow start-up under a
+    // sanitizer must not leave it connecting at nice 19).
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (established_sockets(client) < 10 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
     hog = fork();
     if (hog == 0) {
       sched_setaffinity(0, sizeof cpu0, &cpu0);
@@ -483,6 +508,7 @@ TEST(LoadClientRun, ClientStarvedByTheSchedulerIsReported) {
   auto r = run_client({"--addr", server->addr(), "--conns", "10", "--rate", "500", "--warmup", "1s",
                        "--duration", "3s", "--op", "echo", "--quiet"},
                       "starved", 60s, starve);
+  ASSERT_EQ(r.result["summary"]["conns"]["opened"], 10) << r.result["summary"].dump();
   ASSERT_GT(hog, 0);
   kill(hog, SIGKILL);
   waitpid(hog, nullptr, 0);
