@@ -16,6 +16,9 @@
 #
 # BASE_CLIENT (optional): a second c10m-loadclient to compare against (e.g. built from an
 # older commit in a scratch worktree); it is labelled "before", this build's "after".
+# MINIMAL=1 (default) adds build/release/bench/min_echo_client to the closed-loop runs,
+# labelled "minimal": a client that only writes back what it reads (no checks, no
+# latency), the yardstick for what a closed loop costs in syscalls alone.
 # Writes $OUT.json (host record, every run, medians) and $OUT.png; prints a table.
 # Bounded by: ROUNDS x |SERVER_THREADS| x clients x 2 runs of WARMUP+SECS (+~1.5 s each).
 set -euo pipefail
@@ -27,13 +30,16 @@ WARMUP=${WARMUP:-1}
 PORT=${PORT:-17100}  # this experiment's range: 17000-17999
 OUT=${OUT:-results/client_efficiency}
 BASE_CLIENT=${BASE_CLIENT:-}
+MINIMAL=${MINIMAL:-1}
 bin=build/release/apps
-[ -x $bin/c10m-server ] && [ -x $bin/c10m-loadclient ] || make build >/dev/null
+minimal=build/release/bench/min_echo_client
+[ -x $bin/c10m-server ] && [ -x $bin/c10m-loadclient ] && [ -x $minimal ] || make build >/dev/null
 clients=("after=$bin/c10m-loadclient")
 if [ -n "$BASE_CLIENT" ]; then
   [ -x "$BASE_CLIENT" ] || { echo "BASE_CLIENT $BASE_CLIENT is not executable" >&2; exit 2; }
   clients=("before=$BASE_CLIENT" "${clients[@]}")
 fi
+[ "$MINIMAL" = 1 ] && clients+=("minimal=$minimal")
 mkdir -p "$(dirname "$OUT")"
 tmp=$(mktemp -d /tmp/client-efficiency.XXXXXX)
 spid=
@@ -56,12 +62,16 @@ stop_server() {
 runs=()
 for round in $(seq "$ROUNDS"); do
   order=("${clients[@]}")
-  if [ $((round % 2)) -eq 0 ] && [ ${#clients[@]} -gt 1 ]; then order=("${clients[1]}" "${clients[0]}"); fi
+  if [ $((round % 2)) -eq 0 ]; then  # alternate the order between rounds
+    order=()
+    for ((k = ${#clients[@]} - 1; k >= 0; k--)); do order+=("${clients[k]}"); done
+  fi
   for threads in $SERVER_THREADS; do
     for entry in "${order[@]}"; do
       label=${entry%%=*}
       client=${entry#*=}
       for mode in closed open; do
+        [ "$label" = minimal ] && [ "$mode" = open ] && continue  # closed loop only
         if [ "$mode" = closed ]; then
           load=(--conns 100 --inflight 8)
         else
@@ -69,9 +79,14 @@ for round in $(seq "$ROUNDS"); do
         fi
         start_server "$threads"
         json="$tmp/r$round-t$threads-$label-$mode.json"
-        "$client" --addr "127.0.0.1:$PORT" "${load[@]}" --op echo --payload 64 \
-          --duration "${SECS}s" --warmup "${WARMUP}s" --threads 1 --server-pid "$spid" \
-          --quiet --json "$json" >"$tmp/client.out" 2>"$tmp/client.err" || true
+        if [ "$label" = minimal ]; then
+          "$client" --addr "127.0.0.1:$PORT" "${load[@]}" --payload 64 --duration "$SECS" \
+            --warmup "$WARMUP" --server-pid "$spid" >"$json" 2>"$tmp/client.err" || true
+        else
+          "$client" --addr "127.0.0.1:$PORT" "${load[@]}" --op echo --payload 64 \
+            --duration "${SECS}s" --warmup "${WARMUP}s" --threads 1 --server-pid "$spid" \
+            --quiet --json "$json" >"$tmp/client.out" 2>"$tmp/client.err" || true
+        fi
         stop_server
         if [ ! -s "$json" ]; then
           echo "run failed: round $round threads $threads $label $mode" >&2
@@ -82,6 +97,19 @@ for round in $(seq "$ROUNDS"); do
 import json, sys
 path, rnd, threads, label, mode = sys.argv[1:]
 j = json.load(open(path))
+if j.get("tool") == "min_echo_client":
+    print(json.dumps({
+      "round": int(rnd), "server_threads": int(threads), "client": label, "mode": mode,
+      "frames_per_s": j["frames_per_s"], "sent_per_s": j["frames_per_s"], "target_per_s": 0,
+      "p50_us": None, "p99_us": None, "p99_9_us": None,
+      "client_us_per_frame": j["client_us_per_frame"],
+      "server_us_per_frame": j["server_us_per_frame"] or 0, "frames_per_write": None,
+      "client_cpu_share": None, "client_run_queue_wait_share": None, "client_behind": False,
+      "behind_cause": None, "late_sends": 0, "errors": 0, "mismatches": 0}))
+    print(f"round {rnd}  server threads {threads}  {label:7} {mode:6}: {j['frames_per_s']:>9,.0f}/s"
+          f"  client {j['client_us_per_frame']:.2f}us  server {j['server_us_per_frame'] or 0:.2f}us",
+          file=sys.stderr)
+    sys.exit(0)
 s = j["summary"]
 lat = s["latency_us"]
 cpu = s["cpu"]
@@ -125,7 +153,8 @@ groups = {}
 for r in runs:
     groups.setdefault((r["server_threads"], r["mode"], r["client"]), []).append(r)
 summary = []
-for (threads, mode, client), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "before")):
+order = {"before": 0, "after": 1, "minimal": 2}
+for (threads, mode, client), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 3))):
     row = {"server_threads": threads, "mode": mode, "client": client, "runs": len(rs),
            "client_behind_runs": sum(1 for r in rs if r["client_behind"]),
            "errors": sum(r["errors"] for r in rs), "mismatches": sum(r["mismatches"] for r in rs)}
@@ -160,10 +189,10 @@ def mr(d, fmt="{:.0f}"):
         return "-"
     return f"{fmt.format(d['median'])} [{fmt.format(d['min'])}-{fmt.format(d['max'])}]"
 print(f"\nmedian [min-max] over {rounds} interleaved rounds; {secs}s measured after {warmup}s warm-up")
-print(f"{'srv thr':>7} {'mode':6} {'client':6} {'frames/s':>26} {'p50 us':>20} {'p99 us':>22} {'p99.9 us':>22} "
+print(f"{'srv thr':>7} {'mode':6} {'client':7} {'frames/s':>26} {'p50 us':>20} {'p99 us':>22} {'p99.9 us':>22} "
       f"{'client us/frame':>20} {'server us/frame':>20} {'client/server':>18} {'frames/write':>16} behind")
 for row in summary:
-    print(f"{row['server_threads']:>7} {row['mode']:6} {row['client']:6} {mr(row['frames_per_s'], '{:,.0f}'):>26} "
+    print(f"{row['server_threads']:>7} {row['mode']:6} {row['client']:7} {mr(row['frames_per_s'], '{:,.0f}'):>26} "
           f"{mr(row['p50_us']):>20} {mr(row['p99_us']):>22} {mr(row['p99_9_us']):>22} "
           f"{mr(row['client_us_per_frame'], '{:.2f}'):>20} {mr(row['server_us_per_frame'], '{:.2f}'):>20} "
           f"{mr(row['client_over_server_cpu'], '{:.2f}'):>18} {mr(row['frames_per_write'], '{:.1f}'):>16} "
@@ -190,7 +219,7 @@ for row in summary:
     closed_err.append([(f["median"] - f["min"]) / 1e3, (f["max"] - f["median"]) / 1e3])
 ax = axes[0]
 ax.bar(range(len(labels)), closed_fr, yerr=list(zip(*closed_err)) if closed_err else None,
-       color=["#bbbbbb" if l.startswith("before") else "#3b7dd8" for l in labels], capsize=4)
+       color=["#bbbbbb" if l.startswith("before") else "#8fbf6f" if l.startswith("minimal") else "#3b7dd8" for l in labels], capsize=4)
 ax.axhline(1000, color="red", linestyle="--", linewidth=1, label="goal: 1M frames/s")
 ax.set_xticks(range(len(labels)), labels)
 ax.set_ylabel("thousand frames/s")
