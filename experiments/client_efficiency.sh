@@ -2,15 +2,17 @@
 # Experiment: what the load client costs per frame next to the server it drives, before and
 # after a change, in interleaved rounds (docs/FINDINGS.md, "Load client efficiency").
 #
-# Workloads (both 64-byte ECHO against `c10m-server --engine epoll`, one client thread):
+# Workloads (all 64-byte ECHO against `c10m-server --engine epoll`, one client thread;
+# MODES picks them, default "closed open"):
 #   closed  100 connections x 8 in flight, closed loop (peak frames/s)
 #   open    1,000 connections x 100/s = 100,000 frames/s, open model (latency, CPU per frame)
+#   demo    `make demo`'s load: 2,000 connections, 500 of them at 50/s = 25,000 frames/s
 # Each round runs, for every server --threads value and every client binary, both
 # workloads, each against a fresh server; the order of the clients alternates between
 # rounds. Captured per run: frames/s, p50/p99/p99.9, client and server CPU per frame (the
 # client's --server-pid), frames per write, whether the client fell behind.
 #
-#   ROUNDS=5 SERVER_THREADS="1 2" SECS=5 WARMUP=1 \
+#   ROUNDS=5 SERVER_THREADS="1 2" SECS=5 WARMUP=1 MODES="closed open" \
 #   BASE_CLIENT=/tmp/client-base/build/release/apps/c10m-loadclient \
 #   bash experiments/client_efficiency.sh
 #
@@ -29,6 +31,7 @@ SECS=${SECS:-5}
 WARMUP=${WARMUP:-1}
 PORT=${PORT:-17100}  # this experiment's range: 17000-17999
 OUT=${OUT:-results/client_efficiency}
+MODES=${MODES:-"closed open"}
 BASE_CLIENT=${BASE_CLIENT:-}
 MINIMAL=${MINIMAL:-1}
 bin=build/release/apps
@@ -70,13 +73,14 @@ for round in $(seq "$ROUNDS"); do
     for entry in "${order[@]}"; do
       label=${entry%%=*}
       client=${entry#*=}
-      for mode in closed open; do
-        [ "$label" = minimal ] && [ "$mode" = open ] && continue  # closed loop only
-        if [ "$mode" = closed ]; then
-          load=(--conns 100 --inflight 8)
-        else
-          load=(--conns 1000 --rate 100)
-        fi
+      for mode in $MODES; do
+        [ "$label" = minimal ] && [ "$mode" != closed ] && continue  # closed loop only
+        case $mode in
+          closed) load=(--conns 100 --inflight 8) ;;
+          open) load=(--conns 1000 --rate 100) ;;
+          demo) load=(--conns 2000 --active-frac 0.25 --rate 50 --ramp 4000 --srcips 127.0.0.2-127.0.0.3) ;;
+          *) echo "unknown mode $mode" >&2; exit 2 ;;
+        esac
         start_server "$threads"
         json="$tmp/r$round-t$threads-$label-$mode.json"
         if [ "$label" = minimal ]; then
@@ -167,7 +171,7 @@ for (threads, mode, client), rs in sorted(groups.items(), key=lambda kv: (kv[0][
 # after/before ratios within each round (same round = same box state)
 speedups = []
 for threads in sorted({r["server_threads"] for r in runs}):
-    for mode in ("closed", "open"):
+    for mode in ("closed", "open", "demo"):
         by_round = {}
         for r in runs:
             if r["server_threads"] == threads and r["mode"] == mode:
@@ -180,7 +184,8 @@ for threads in sorted({r["server_threads"] for r in runs}):
                              "client_cpu_after_over_before": {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu)}})
 result = {"experiment": "client_efficiency", "host": host,
           "params": {"rounds": int(rounds), "secs": float(secs), "warmup": float(warmup),
-                     "closed": "100 conns x 8 in flight x 64 B ECHO", "open": "1000 conns x 100/s x 64 B ECHO"},
+                     "closed": "100 conns x 8 in flight x 64 B ECHO", "open": "1000 conns x 100/s x 64 B ECHO",
+                     "demo": "2000 conns, 500 active x 50/s x 64 B ECHO"},
           "summary": summary, "ratios": speedups, "runs": runs}
 json.dump(result, open(out + ".json", "w"), indent=2)
 
@@ -208,37 +213,39 @@ try:
 except ImportError:
     print("matplotlib missing: no plot")
     sys.exit(0)
-fig, axes = plt.subplots(1, 3, figsize=(16, 5))
-labels, closed_fr, closed_err = [], [], []
-for row in summary:
-    if row["mode"] != "closed":
-        continue
-    labels.append(f"{row['client']}\nsrv thr {row['server_threads']}")
-    f = row["frames_per_s"]
-    closed_fr.append(f["median"] / 1e3)
-    closed_err.append([(f["median"] - f["min"]) / 1e3, (f["max"] - f["median"]) / 1e3])
-ax = axes[0]
-ax.bar(range(len(labels)), closed_fr, yerr=list(zip(*closed_err)) if closed_err else None,
-       color=["#bbbbbb" if l.startswith("before") else "#8fbf6f" if l.startswith("minimal") else "#3b7dd8" for l in labels], capsize=4)
-ax.axhline(1000, color="red", linestyle="--", linewidth=1, label="goal: 1M frames/s")
-ax.set_xticks(range(len(labels)), labels)
-ax.set_ylabel("thousand frames/s")
-ax.set_title("closed loop 100 x 8 x 64 B, one client thread")
-ax.legend()
-for ax, mode in ((axes[1], "closed"), (axes[2], "open")):
+modes = [m for m in ("closed", "open", "demo") if any(r["mode"] == m for r in summary)]
+has_closed = "closed" in modes
+fig, axes = plt.subplots(1, len(modes) + has_closed, figsize=(5.3 * (len(modes) + has_closed), 5),
+                         squeeze=False)
+axes = list(axes[0])
+def color(label):
+    return "#bbbbbb" if label.startswith("before") else "#8fbf6f" if label.startswith("minimal") else "#3b7dd8"
+if has_closed:
+    rows = [r for r in summary if r["mode"] == "closed"]
+    labels = [f"{r['client']}\nsrv thr {r['server_threads']}" for r in rows]
+    med = [r["frames_per_s"]["median"] / 1e3 for r in rows]
+    err = [[(r["frames_per_s"]["median"] - r["frames_per_s"]["min"]) / 1e3 for r in rows],
+           [(r["frames_per_s"]["max"] - r["frames_per_s"]["median"]) / 1e3 for r in rows]]
+    ax = axes.pop(0)
+    ax.bar(range(len(rows)), med, yerr=err, color=[color(l) for l in labels], capsize=4)
+    ax.axhline(1000, color="red", linestyle="--", linewidth=1, label="goal: 1M frames/s")
+    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylabel("thousand frames/s (median, min-max)")
+    ax.set_title("closed loop 100 x 8 x 64 B, one client thread")
+    ax.legend()
+titles = {"closed": "closed loop", "open": "open model 100,000/s", "demo": "open model 25,000/s (demo)"}
+for ax, mode in zip(axes, modes):
     rows = [r for r in summary if r["mode"] == mode]
     xs = range(len(rows))
-    cl = [r["client_us_per_frame"]["median"] for r in rows]
-    sv = [r["server_us_per_frame"]["median"] for r in rows]
-    cle = [[r["client_us_per_frame"]["median"] - r["client_us_per_frame"]["min"] for r in rows],
-           [r["client_us_per_frame"]["max"] - r["client_us_per_frame"]["median"] for r in rows]]
-    sve = [[r["server_us_per_frame"]["median"] - r["server_us_per_frame"]["min"] for r in rows],
-           [r["server_us_per_frame"]["max"] - r["server_us_per_frame"]["median"] for r in rows]]
-    ax.bar([x - 0.2 for x in xs], cl, 0.4, yerr=cle, capsize=3, label="client", color="#3b7dd8")
-    ax.bar([x + 0.2 for x in xs], sv, 0.4, yerr=sve, capsize=3, label="server", color="#e08a2c")
-    ax.set_xticks(list(xs), [f"{r['client']}\nsrv thr {r['server_threads']}" for r in rows])
-    ax.set_ylabel("CPU us per frame")
-    ax.set_title("CPU per frame, " + ("closed loop" if mode == "closed" else "open model 100,000/s"))
+    def bars(key, shift, label, col):
+        med = [r[key]["median"] for r in rows]
+        err = [[r[key]["median"] - r[key]["min"] for r in rows], [r[key]["max"] - r[key]["median"] for r in rows]]
+        ax.bar([x + shift for x in xs], med, 0.4, yerr=err, capsize=3, label=label, color=col)
+    bars("client_us_per_frame", -0.2, "client", "#3b7dd8")
+    bars("server_us_per_frame", 0.2, "server", "#e08a2c")
+    ax.set_xticks(list(xs), [f"{r['client']}\nsrv thr {r['server_threads']}" for r in rows], fontsize=8)
+    ax.set_ylabel("CPU us per frame (median, min-max)")
+    ax.set_title("CPU per frame, " + titles[mode])
     ax.legend()
 fig.suptitle(f"c10m-loadclient efficiency ({host.get('cpu', '')}, {host.get('cores', '')} cores, commit {host.get('git_commit', '')})", fontsize=9)
 fig.tight_layout()
