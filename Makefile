@@ -13,7 +13,7 @@ peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: t
 c100k:           ## 100,000 connections (server --workers, client --procs/--srcips): memory, connect rate, p99, CPU per frame
 	RUNG=c100k CONNS=100000 ENGINES="$${ENGINES:-epoll thread}" RATES="$${RATES:-0 10000 50000}" DURATION=$${DURATION:-20} bash experiments/conn_rung.sh
 c1m:             ## 1,000,000 connections, 5% active: 50,000 ECHO/s mixed payloads, then a drain (~10 min, ~13 GiB)
-	RUNG=c1m CONNS=1000000 ENGINES=epoll RATES="$${RATES:-50000}" DURATION=$${DURATION:-60} bash experiments/conn_rung.sh
+	RUNG=c1m CONNS=1000000 ENGINES=epoll RATES="$${RATES:-50000}" DURATION=$${DURATION:-60} RAMP=$${RAMP:-15000} bash experiments/conn_rung.sh
 accept:          ## experiment 9: accept strategies under a connect-and-close storm (~2 min)
 	bash experiments/accept_storm.sh
 clean:

@@ -171,7 +171,7 @@ for engine in $ENGINES; do
       active=$ACTIVE
       per=$(/usr/bin/python3 -c "print($rate / ($CONNS * $ACTIVE))")
     fi
-    connect_s=$(( CONNS / RAMP + 15 ))        # the ramp plus slack: left out as warm-up
+    connect_s=$(( CONNS * 13 / (RAMP * 10) + 15 ))  # the ramp + 30% + 15 s: left out as warm-up
     [ "$engine" = thread ] && connect_s=$(( connect_s + CONNS / 5000 ))  # a thread per accept
     t_launch=$(date +%s.%N)
     $bin/c10m-loadclient --addr 127.0.0.1:$PORT --conns "$CONNS" --procs "$procs" \
