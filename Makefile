@@ -1,5 +1,5 @@
 # Thin wrapper: the real work is in scripts/ and CMakePresets.json.
-.PHONY: demo test build idle peers c100k c1m accept clean
+.PHONY: demo test build idle peers c100k c1m accept exhaustion clean
 demo:            ## set up, build, run the ~20 s live demo (server + load + report + drain)
 	bash scripts/demo.sh
 test:            ## set up, build, run every test (release, ASan+UBSan, TSan) and the fuzzers
@@ -16,5 +16,7 @@ c1m:             ## 1,000,000 connections, 5% active: 50,000 ECHO/s mixed payloa
 	RUNG=c1m CONNS=1000000 ENGINES=epoll RATES="$${RATES:-50000}" DURATION=$${DURATION:-60} RAMP=$${RAMP:-15000} bash experiments/conn_rung.sh
 accept:          ## experiment 9: accept strategies under a connect-and-close storm (~2 min)
 	bash experiments/accept_storm.sh
+exhaustion:      ## experiment 8: server EMFILE, client EADDRNOTAVAIL and --srcips, TIME_WAIT under a storm (~1.5 min)
+	bash experiments/port_exhaustion.sh
 clean:
 	rm -rf build
