@@ -1,34 +1,25 @@
 // c10m-server: main() and flags only. Everything else lives in the libraries.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <cstdio>
-#include <cstring>
-#include <exception>
-#include <memory>
 #include <string>
-#include <thread>
 
 #include "admin/admin_server.h"
 #include "admin/profiling.h"
 #include "base/build_info.h"
 #include "base/clock.h"
-#include "base/log.h"
 #include "base/units.h"
 #include "core/server_config.h"
 #include "engine/engine.h"
-#include "metrics/shm_counter_region.h"
+#include "server/server_options.h"
 #include "sys/socket.h"
 
 namespace {
 
 using c10m::Nanos;
-
-std::atomic<c10m::engine::Engine*> g_engine{nullptr};
-std::atomic<c10m::admin::AdminServer*> g_admin{nullptr};  // null without a metrics port
 
 // A flag value that failed to parse: reported as one line, exit code 2.
 struct BadFlag {
@@ -50,31 +41,6 @@ uint64_t size_flag(const char* flag, const std::string& text, uint64_t min, uint
   if (*s < min || *s > max)
     throw BadFlag{fmt::format("{}: {} is out of range ({}..{})", flag, text, min, max)};
   return *s;
-}
-
-std::string thousands(uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
-
-// First SIGINT/SIGTERM: graceful drain. Second: exit at once, non-zero.
-void signal_thread(sigset_t set) {
-  int count = 0;
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (++count == 1) {
-      c10m::log_info("{}: draining (a second signal exits at once)", strsignal(sig));
-      if (auto* a = g_admin.load()) a->set_draining();  // /healthz: 503 "draining"
-      if (auto* e = g_engine.load()) e->request_drain();
-    } else {
-      static const char kMsg[] = "c10m: second signal: exiting now\n";
-      ssize_t rc = ::write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
-      (void)rc;
-      _exit(1);
-    }
-  }
 }
 
 }  // namespace
@@ -133,6 +99,13 @@ int main(int argc, char** argv) {
                  "connections beyond this get ERROR OVERLOADED (0 = no limit)");
   app.add_option("--drain-timeout", drain,
                  "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
+  int workers = 1;
+  app.add_option("--workers", workers,
+                 "worker processes under a supervisor, one shared port (1 = this process "
+                 "serves, no supervisor; 0 = as many as --max-conns needs, else one per core)")
+      ->check(CLI::Range(0, 4096));
+  std::string worker_handoff;  // set by the supervisor on the workers it starts
+  app.add_option("--worker", worker_handoff, "(internal: started by a supervisor)")->group("");
   std::string metrics_addr = c10m::admin::kDefaultMetricsAddr;  // ADMIN-HOOK flag
   CLI::Option* metrics_opt = app.add_option(
       "--metrics-addr", metrics_addr,
@@ -140,6 +113,7 @@ int main(int argc, char** argv) {
       "'off' = none). Loopback by default: profiles expose internals");
 
   c10m::engine::EngineKind kind = c10m::engine::EngineKind::kEpoll;
+  c10m::server::ServerOptions options;
   try {
     app.parse(argc, argv);
     cfg.limits.max_frame = max_frame;
@@ -155,6 +129,11 @@ int main(int argc, char** argv) {
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
+    if (!worker_handoff.empty()) {
+      auto h = c10m::server::WorkerHandoff::parse(worker_handoff);
+      if (!h) throw BadFlag{fmt::format("--worker: '{}' is malformed", worker_handoff)};
+      options.handoff = *h;
+    }
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
@@ -165,92 +144,17 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // ADMIN-HOOK BEGIN
-  // Counter blocks the engine writes live in a shared-memory region (metrics/
-  // shm_counter_region.h): worker 0 of 1 today; a multi-process supervisor creates it with
-  // one worker per process before forking, and this one /metrics sums them all. The admin
-  // server (side HTTP port, its own threads) starts here and is stopped by its destructor
-  // after run() returns (the engine, declared below, is destroyed first).
+  options.config = cfg;
+  options.kind = kind;
+  options.metrics_addr = metrics_addr;
+  options.metrics_addr_given = metrics_opt->count() > 0;
+  options.workers = workers;
+  options.argv.assign(argv, argv + argc);
+  if (options.handoff.index >= 0) return c10m::server::run_worker(options);
+  // tcmalloc's heap sampling is set up before any fd or thread exists (may re-exec);
+  // workers inherit the setting through the environment.
   const bool metrics_on = metrics_addr != "off" && !metrics_addr.empty();
-  const bool metrics_addr_given = metrics_opt->count() > 0;
-  if (metrics_on) c10m::admin::ensure_heap_sampling(argv);  // may re-exec: no fd, no thread yet
-  std::string region_error;
-  std::shared_ptr<c10m::metrics::ShmCounterRegion> region =
-      c10m::metrics::ShmCounterRegion::create_anonymous(
-          "c10m-counters", 1, c10m::engine::counter_slots_needed(kind, cfg), &region_error);
-  if (!region) {
-    fmt::print(stderr, "c10m-server: {}\n", region_error);
-    return 1;
-  }
-  // Aliasing shared_ptr: points at worker 0's slots, keeps the region alive.
-  const std::shared_ptr<c10m::metrics::CounterSlots> counters(region, region->attach_worker(0));
-  std::unique_ptr<c10m::admin::AdminServer> admin;
-  if (metrics_on) {
-    admin = std::make_unique<c10m::admin::AdminServer>(c10m::admin::AdminConfig{metrics_addr},
-                                                       region.get());
-    if (std::string err = admin->start(); !err.empty()) {
-      if (metrics_addr_given) {
-        fmt::print(stderr, "c10m-server: {}\n", err);
-        return 1;
-      }
-      // The default port is taken (another server on this host): run without metrics.
-      c10m::log_warn("{}; serving without metrics (pass --metrics-addr to insist)", err);
-      admin.reset();
-    } else {
-      std::string host = metrics_addr.substr(0, metrics_addr.rfind(':'));
-      if (host == "localhost") host = "127.0.0.1";
-      fmt::print(stderr, "metrics on {}:{}\n", host, admin->port());
-    }
-  }
-  // ADMIN-HOOK END
-
-  std::unique_ptr<c10m::engine::Engine> engine;
-  try {
-    engine = c10m::engine::make_engine(kind, cfg, counters.get());
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "c10m-server: {}\n", e.what());
-    return 2;
-  }
-  const uint64_t fd_limit = c10m::sys::raise_fd_limit();
-  if (std::string err = engine->bind(); !err.empty()) {
-    fmt::print(stderr, "c10m-server: {}\n", err);
-    return 1;
-  }
-  std::string where = cfg.addr.substr(0, cfg.addr.rfind(':'));
-  if (where.empty() || where == "localhost") where = "127.0.0.1";
-  where += ":" + std::to_string(engine->port());
-
-  const bool epoll = kind == c10m::engine::EngineKind::kEpoll;
-  const int loops = c10m::engine::resolved_threads(cfg);
-  // Each connection takes one fd; the process already holds some, each loop one more.
-  const uint64_t used = c10m::sys::count_open_fds() + (epoll ? static_cast<uint64_t>(loops) : 2);
-  const uint64_t room = fd_limit > used ? fd_limit - used : 0;
-  c10m::log_info(
-      "engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
-      c10m::engine::engine_kind_name(kind), where,
-      epoll ? fmt::format("{} event loop(s)", loops)
-            : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
-      fd_limit, thousands(room));
-
-  g_engine.store(engine.get());
-  g_admin.store(admin.get());
-  std::thread(signal_thread,
-              [] {
-                sigset_t s;
-                sigemptyset(&s);
-                sigaddset(&s, SIGINT);
-                sigaddset(&s, SIGTERM);
-                return s;
-              }())
-      .detach();
-  fmt::print(stderr, "listening on {}\n", where);
-  std::fflush(stderr);
-
-  const c10m::engine::DrainReport r = engine->run();
-  fmt::print(stderr, "drain: open={} closed_by_peer={} force_closed={} in_flight={}\n",
-             r.open_at_start, r.closed_by_peer, r.force_closed, r.in_flight);
-  std::fflush(stderr);
-  g_admin.store(nullptr);
-  g_engine.store(nullptr);
-  return 0;
+  if (metrics_on) c10m::admin::ensure_heap_sampling(argv);
+  if (workers == 1) return c10m::server::run_single(options);
+  return c10m::server::run_supervisor(options);
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "base/buffer_pool.h"
 #include "base/clock.h"
@@ -29,6 +30,15 @@ struct EpollShared {
   std::atomic<uint64_t> open{0};        // open connections, process-wide (--max-conns)
   std::atomic<Nanos> drain_at{kNever};  // when request_drain() was first called
   AcceptErrorLog accept_log;
+  // Worker mode (engine.h WorkerListener). pause_at 0: never pause (single process, or
+  // own SO_REUSEPORT listeners).
+  bool shared_listener = false;  // inherited: never shut down by the engine
+  int kick_fd = -1;
+  uint64_t pause_at = 0;
+  uint64_t resume_below = 0;
+  AcceptGate* gate = nullptr;
+  std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
+  std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
 };
 
 /// Per-connection state of the epoll engine (the whole per-connection cost together with
@@ -79,6 +89,13 @@ class EpollLoop : NonCopyable {
   void refuse(int fd, Nanos now);
   void add_listener();
   void remove_listener();
+  /// Registers or deregisters the listener as the process's pause state and the accept
+  /// back-off want; `rearm` re-registers an already registered one (after a kick).
+  void sync_listener(bool rearm);
+  /// Pause (true) or resume (false) accepting in every loop of the process: gate, then
+  /// kick. No-op when the process is already in that state.
+  void set_paused(bool paused);
+  void kick();
   void start_drain(Nanos now);
   void force_all(Nanos now);
   void abort_all();
