@@ -21,6 +21,7 @@
 # MINIMAL=1 (default) adds build/release/bench/min_echo_client to the closed-loop runs,
 # labelled "minimal": a client that only writes back what it reads (no checks, no
 # latency), the yardstick for what a closed loop costs in syscalls alone.
+# SLACKS="1ms" adds this build with --send-slack 1ms (open-model modes), labelled slack1ms.
 # Writes $OUT.json (host record, every run, medians) and $OUT.png; prints a table.
 # Bounded by: ROUNDS x |SERVER_THREADS| x clients x 2 runs of WARMUP+SECS (+~1.5 s each).
 set -euo pipefail
@@ -43,6 +44,9 @@ if [ -n "$BASE_CLIENT" ]; then
   clients=("before=$BASE_CLIENT" "${clients[@]}")
 fi
 [ "$MINIMAL" = 1 ] && clients+=("minimal=$minimal")
+# SLACKS (optional, e.g. "1ms"): this build again with a wider --send-slack, open-model
+# modes only, labelled "slack<value>": what batching the wake-ups buys and what it costs.
+for sl in ${SLACKS:-}; do clients+=("slack$sl=$bin/c10m-loadclient --send-slack $sl"); done
 mkdir -p "$(dirname "$OUT")"
 tmp=$(mktemp -d /tmp/client-efficiency.XXXXXX)
 spid=
@@ -75,6 +79,7 @@ for round in $(seq "$ROUNDS"); do
       client=${entry#*=}
       for mode in $MODES; do
         [ "$label" = minimal ] && [ "$mode" != closed ] && continue  # closed loop only
+        [ "${label#slack}" != "$label" ] && [ "$mode" = closed ] && continue  # no timers there
         case $mode in
           closed) load=(--conns 100 --inflight 8) ;;
           open) load=(--conns 1000 --rate 100) ;;
@@ -87,7 +92,7 @@ for round in $(seq "$ROUNDS"); do
           "$client" --addr "127.0.0.1:$PORT" "${load[@]}" --payload 64 --duration "$SECS" \
             --warmup "$WARMUP" --server-pid "$spid" >"$json" 2>"$tmp/client.err" || true
         else
-          "$client" --addr "127.0.0.1:$PORT" "${load[@]}" --op echo --payload 64 \
+          $client --addr "127.0.0.1:$PORT" "${load[@]}" --op echo --payload 64 \
             --duration "${SECS}s" --warmup "${WARMUP}s" --threads 1 --server-pid "$spid" \
             --quiet --json "$json" >"$tmp/client.out" 2>"$tmp/client.err" || true
         fi
@@ -97,9 +102,9 @@ for round in $(seq "$ROUNDS"); do
           cat "$tmp/client.err" >&2
           continue
         fi
-        runs+=("$(/usr/bin/python3 - "$json" "$round" "$threads" "$label" "$mode" <<'PY'
+        runs+=("$(/usr/bin/python3 - "$json" "$round" "$threads" "$label" "$mode" "$SECS" <<'PY'
 import json, sys
-path, rnd, threads, label, mode = sys.argv[1:]
+path, rnd, threads, label, mode, secs = sys.argv[1:]
 j = json.load(open(path))
 if j.get("tool") == "min_echo_client":
     print(json.dumps({
@@ -108,6 +113,7 @@ if j.get("tool") == "min_echo_client":
       "p50_us": None, "p99_us": None, "p99_9_us": None,
       "client_us_per_frame": j["client_us_per_frame"],
       "server_us_per_frame": j["server_us_per_frame"] or 0, "frames_per_write": None,
+      "waits_per_frame": None,
       "client_cpu_share": None, "client_run_queue_wait_share": None, "client_behind": False,
       "behind_cause": None, "late_sends": 0, "errors": 0, "mismatches": 0}))
     print(f"round {rnd}  server threads {threads}  {label:7} {mode:6}: {j['frames_per_s']:>9,.0f}/s"
@@ -128,10 +134,12 @@ print(json.dumps({
   "client_us_per_frame": (cpu["client_ns_per_frame"] or 0) / 1e3,
   "server_us_per_frame": (cpu["server_ns_per_frame"] or 0) / 1e3,
   "frames_per_write": sysc.get("frames_per_write"),
+  "waits_per_frame": sysc["wait_calls"] / sysc["frames_in"] if sysc.get("frames_in") else None,
   "client_cpu_share": loops.get("cpu_share"),
   "client_run_queue_wait_share": loops.get("run_queue_wait_share"),
   "client_behind": s["client_behind"], "behind_cause": s.get("behind_cause"),
-  "late_sends": s["late_sends"], "errors": s["errors"], "mismatches": s["mismatches"]}))
+  "late_sends": s["late_sends"], "sent_measured": round(s["rate"]["achieved_per_s"] * float(secs)),
+  "errors": s["errors"], "mismatches": s["mismatches"]}))
 print(f"round {rnd}  server threads {threads}  {label:6} {mode:6}: "
       f"{s['rate']['completed_per_s']:>9,.0f}/s  p50 {lat['p50']:8.0f}us  "
       f"client {(cpu['client_ns_per_frame'] or 0) / 1e3:.2f}us  "
@@ -152,15 +160,24 @@ runs_path, host_path, out, rounds, secs, warmup = sys.argv[1:]
 runs = [json.loads(l) for l in open(runs_path) if l.strip()]
 host = json.load(open(host_path))
 keys = ["frames_per_s", "p50_us", "p99_us", "p99_9_us", "client_us_per_frame",
-        "server_us_per_frame", "frames_per_write"]
+        "server_us_per_frame", "frames_per_write", "client_cpu_share",
+        "client_run_queue_wait_share", "late_share", "waits_per_frame"]
+for r in runs:  # share of measured sends that left > 1 ms late (open model only)
+    r["late_share"] = r["late_sends"] / r["sent_measured"] if r.get("sent_measured") else None
 groups = {}
 for r in runs:
     groups.setdefault((r["server_threads"], r["mode"], r["client"]), []).append(r)
 summary = []
-order = {"before": 0, "after": 1, "minimal": 2}
+order = {"before": 0, "after": 1, "minimal": 2}  # slack variants after these
 for (threads, mode, client), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 3))):
+    causes = {}
+    for r in rs:
+        if r["client_behind"]:
+            c = r.get("behind_cause") or "late sends (cause not reported by this client)"
+            causes[c] = causes.get(c, 0) + 1
     row = {"server_threads": threads, "mode": mode, "client": client, "runs": len(rs),
            "client_behind_runs": sum(1 for r in rs if r["client_behind"]),
+           "behind_causes": causes,
            "errors": sum(r["errors"] for r in rs), "mismatches": sum(r["mismatches"] for r in rs)}
     for k in keys:
         vals = [r[k] for r in rs if r.get(k) is not None]
@@ -194,14 +211,25 @@ def mr(d, fmt="{:.0f}"):
         return "-"
     return f"{fmt.format(d['median'])} [{fmt.format(d['min'])}-{fmt.format(d['max'])}]"
 print(f"\nmedian [min-max] over {rounds} interleaved rounds; {secs}s measured after {warmup}s warm-up")
-print(f"{'srv thr':>7} {'mode':6} {'client':7} {'frames/s':>26} {'p50 us':>20} {'p99 us':>22} {'p99.9 us':>22} "
+print(f"{'srv thr':>7} {'mode':6} {'client':9} {'frames/s':>26} {'p50 us':>20} {'p99 us':>22} {'p99.9 us':>22} "
       f"{'client us/frame':>20} {'server us/frame':>20} {'client/server':>18} {'frames/write':>16} behind")
 for row in summary:
-    print(f"{row['server_threads']:>7} {row['mode']:6} {row['client']:7} {mr(row['frames_per_s'], '{:,.0f}'):>26} "
+    print(f"{row['server_threads']:>7} {row['mode']:6} {row['client']:9} {mr(row['frames_per_s'], '{:,.0f}'):>26} "
           f"{mr(row['p50_us']):>20} {mr(row['p99_us']):>22} {mr(row['p99_9_us']):>22} "
           f"{mr(row['client_us_per_frame'], '{:.2f}'):>20} {mr(row['server_us_per_frame'], '{:.2f}'):>20} "
           f"{mr(row['client_over_server_cpu'], '{:.2f}'):>18} {mr(row['frames_per_write'], '{:.1f}'):>16} "
-          f"{row['client_behind_runs']}/{row['runs']}")
+          f"{row['client_behind_runs']}/{row['runs']}"
+          + "".join(f" {n}x {c}" for c, n in row["behind_causes"].items()))
+# Why a client fell behind, from its own loop counters: CPU share of its loop (busy when
+# near 1) and run-queue wait (starved when > 0.10), and the share of sends > 1 ms late.
+for row in summary:
+    if row["mode"] == "closed" or row["client"] == "minimal":
+        continue
+    print(f"srv thr {row['server_threads']} {row['mode']:6} {row['client']:9}: client loop CPU share "
+          f"{mr(row['client_cpu_share'], '{:.3f}')}, run-queue wait share "
+          f"{mr(row['client_run_queue_wait_share'], '{:.3f}')}, sends > 1 ms late "
+          f"{mr(row['late_share'], '{:.3f}')}, epoll waits per frame "
+          f"{mr(row['waits_per_frame'], '{:.3f}')}")
 for s in speedups:
     print(f"server threads {s['server_threads']} {s['mode']:6}: frames/s after/before {mr(s['frames_after_over_before'], '{:.2f}')}, "
           f"client CPU per frame after/before {mr(s['client_cpu_after_over_before'], '{:.2f}')}")
@@ -219,7 +247,8 @@ fig, axes = plt.subplots(1, len(modes) + has_closed, figsize=(5.3 * (len(modes) 
                          squeeze=False)
 axes = list(axes[0])
 def color(label):
-    return "#bbbbbb" if label.startswith("before") else "#8fbf6f" if label.startswith("minimal") else "#3b7dd8"
+    return ("#bbbbbb" if label.startswith("before") else "#8fbf6f" if label.startswith("minimal")
+            else "#9d6fd8" if label.startswith("slack") else "#3b7dd8")
 if has_closed:
     rows = [r for r in summary if r["mode"] == "closed"]
     labels = [f"{r['client']}\nsrv thr {r['server_threads']}" for r in rows]
