@@ -644,11 +644,14 @@ void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
   produce(now);
 }
 
-/// Queues DATA frames of the current FETCH while the write queue has room, then its end.
+/// Queues DATA frames of the current FETCH while the write queue has room, then its end;
+/// at most kProduceFrames frames per call (fairness: a FETCH of 1-byte chunks must not make
+/// one call queue 65,536 frames; the engine's next on_sent() continues it).
 void Session::produce(Nanos now) {
   const size_t limit =
       env_->limits.write_queue == 0 ? kUnboundedFetchBatch : env_->limits.write_queue;
-  while (fetch_active() && out_bytes_ < limit) {
+  for (size_t frames = 0; fetch_active() && out_bytes_ < limit && frames < kProduceFrames;
+       ++frames) {
     if (fetch_left_ == 0) {
       reply_empty(FrameType::kFetch, fetch_rx_, now);  // end frame: answers the request
       fetch_chunk_ = 0;

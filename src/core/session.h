@@ -60,6 +60,10 @@ struct SessionEnv {
 /// with it). Holds one maximal frame (3 + 65535) with room to spare.
 constexpr size_t kSessionBlockSize = 128 * 1024;
 
+/// The most FETCH DATA frames one call queues (bounds the work of one on_sent() whatever
+/// the chunk size; bytes are bounded by the write queue).
+constexpr size_t kProduceFrames = 1024;
+
 /// A partial frame of at most this many bytes (header included) is held in a small block.
 constexpr size_t kSessionSmallFrame = 4 * 1024;
 /// Size of the small pooled blocks (engines create `small_pool` with it): one frame of

@@ -467,6 +467,22 @@ TEST(SessionTest, FetchUnboundedQueueProducesInBatches) {
   EXPECT_TRUE(d.session->wants_read());
 }
 
+TEST(SessionTest, FetchOfTinyChunksQueuesABoundedNumberOfFramesPerCall) {
+  // Fairness: whatever the chunk, one call produces at most kProduceFrames DATA frames;
+  // every write continues the FETCH, and the reply is whole and in order.
+  SessionLimits l = no_timeouts();
+  l.write_queue = 0;
+  Driver d(l);
+  const uint64_t total = 3 * kProduceFrames + 17;
+  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(total, 1)), frame(FrameType::kPing)}),
+                      d.now);
+  EXPECT_EQ(d.session->queued_bytes(), kProduceFrames * 4);
+  d.flush(100);  // one on_sent(): at most kProduceFrames more
+  EXPECT_EQ(d.session->queued_bytes(), kProduceFrames * 4 - 100 + kProduceFrames * 4);
+  d.flush();
+  EXPECT_EQ(d.out, cat({fetch_reply(total, 1), frame(FrameType::kPing)}));
+}
+
 TEST(SessionTest, FetchFromFileWraps) {
   char path[] = "/tmp/c10m_fetch_XXXXXX";
   const int fd = mkstemp(path);
