@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", readbuf = "64KiB",
               thread_stack = "64KiB";
   uint32_t max_frame = 65535;
+  std::string memory_limit = "auto", overload_levels = "50,70,85", memory_release = "1s";
 
   CLI::App app{"c10m-server: framed TCP server (see docs/PROTOCOL.md)", "c10m-server"};
   app.set_version_flag("--version",
@@ -133,6 +134,16 @@ int main(int argc, char** argv) {
                  "connections beyond this get ERROR OVERLOADED (0 = no limit)");
   app.add_option("--drain-timeout", drain,
                  "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
+  app.add_option("--memory-limit", memory_limit,
+                 "memory budget: bytes of buffers all connections may hold (queued output, held "
+                 "input, partial frames); 'auto' = 50% of MemAvailable or of the cgroup's room; "
+                 "0 = no limit");
+  app.add_option("--overload-levels", overload_levels,
+                 "percent of --memory-limit where each overload action starts: pause the "
+                 "largest holders, shrink new connections' queues, stop accepting (past 100%: "
+                 "close the largest holders)");
+  app.add_option("--memory-release", memory_release,
+                 "return free memory to the OS at most this often after a burst (0 = never)");
   std::string metrics_addr = c10m::admin::kDefaultMetricsAddr;  // ADMIN-HOOK flag
   CLI::Option* metrics_opt = app.add_option(
       "--metrics-addr", metrics_addr,
@@ -140,6 +151,7 @@ int main(int argc, char** argv) {
       "'off' = none). Loopback by default: profiles expose internals");
 
   c10m::engine::EngineKind kind = c10m::engine::EngineKind::kEpoll;
+  std::string memory_limit_how;
   try {
     app.parse(argc, argv);
     cfg.limits.max_frame = max_frame;
@@ -152,6 +164,16 @@ int main(int argc, char** argv) {
     cfg.sndbuf = static_cast<int>(size_flag("--sndbuf", sndbuf, 0, 1 << 30));
     cfg.readbuf = size_flag("--readbuf", readbuf, 1, 64 << 20);
     cfg.thread_stack = size_flag("--thread-stack", thread_stack, 16 << 10, 1 << 30);
+    cfg.memory_release = duration_flag("--memory-release", memory_release);
+    if (std::string err = c10m::core::parse_budget_levels(overload_levels, &cfg.overload_levels);
+        !err.empty())
+      throw BadFlag{fmt::format("--overload-levels: {}", err)};
+    if (memory_limit == "auto") {
+      cfg.memory_limit = c10m::core::default_memory_limit(50, 1, &memory_limit_how);
+    } else {
+      cfg.memory_limit = size_flag("--memory-limit", memory_limit, 0, uint64_t{1} << 50);
+      memory_limit_how = cfg.memory_limit == 0 ? "no limit" : "--memory-limit";
+    }
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
@@ -231,6 +253,16 @@ int main(int argc, char** argv) {
       epoll ? fmt::format("{} event loop(s)", loops)
             : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
       fd_limit, thousands(room));
+
+  if (cfg.memory_limit != 0) {
+    const auto& lv = cfg.overload_levels;
+    c10m::log_info(
+        "memory budget {} ({}): pause largest holders at {}%, shrink new queues at {}%, stop "
+        "accepting at {}%, close largest holders past 100%",
+        c10m::format_size(cfg.memory_limit), memory_limit_how, lv.pause, lv.shrink, lv.stop_accept);
+  } else {
+    c10m::log_info("memory budget: no limit (--memory-limit 0)");
+  }
 
   g_engine.store(engine.get());
   g_admin.store(admin.get());

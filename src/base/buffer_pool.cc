@@ -57,7 +57,21 @@ void BufferPool::release(uint8_t* block) {
     free_.push_back(block);
   } else {
     std::free(block);
+    ++freed_;
   }
+}
+
+size_t BufferPool::trim(size_t keep) {
+  size_t n = 0;
+  while (free_.size() > keep) {
+    uint8_t* b = free_.back();
+    free_.pop_back();
+    C10M_POOL_UNPOISON(b, block_size_);
+    std::free(b);
+    ++n;
+  }
+  freed_ += n;
+  return n;
 }
 
 }  // namespace c10m

@@ -139,6 +139,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   env.counters = fdp.ConsumeBool() ? &counters : nullptr;
   env.small_pool = fdp.ConsumeIntegralInRange<int>(0, 3) == 0 ? nullptr : &small;
   env.read_chunk = 4096;
+  // A memory budget, sometimes small enough that pressure and shedding come into play.
+  constexpr uint64_t kBudgets[] = {0, 0, 200 * 1024, 600 * 1024, 1 << 20, 64 << 20};
+  MemoryBudget budget(fdp.PickValueInArray(kBudgets), BudgetLevels{20, 40, 60});
+  BudgetAccount account(&budget, 0, env.counters);
+  if (fdp.ConsumeBool()) env.account = &account;
   // Whole frames beyond the limit: one reply (or DATA frame plus FETCH end), GOAWAY, ERROR.
   const size_t bound =
       env.limits.write_queue + proto::kMaxFrame + 3 + 3 + 3 + 1 + proto::kMaxErrorReason;
@@ -170,10 +175,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(s.has_output() == (s.queued_bytes() != 0));
       if (s.finished()) FUZZ_CHECK(!s.has_output() && !s.wants_read());
       FUZZ_CHECK(s.next_deadline() > 0);
+      if (env.account != nullptr) FUZZ_CHECK(account.held() == s.memory_held());
     };
     if (fdp.ConsumeIntegralInRange<int>(0, 31) == 0) s.refuse_overloaded(now);
     while (fdp.remaining_bytes() > 0 && !s.finished()) {
-      switch (fdp.ConsumeIntegralInRange<int>(0, 15)) {
+      switch (fdp.ConsumeIntegralInRange<int>(0, 16)) {
         default: {  // 0..7: bytes from the peer
           const size_t n = fdp.ConsumeIntegralInRange<size_t>(1, env.read_chunk);
           const std::vector<uint8_t> in = fdp.ConsumeBytes<uint8_t>(n);
@@ -205,6 +211,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           FUZZ_CHECK(!s.wants_read());
           break;
         }
+        case 16: {  // the budget is past its limit and this connection is chosen
+          const bool queued = s.has_output();
+          s.shed(now);
+          if (queued) FUZZ_CHECK(s.finished() && s.reset_on_close());
+          FUZZ_CHECK(!s.wants_read());
+          break;
+        }
         case 15: {  // the peer reads all it can (bounded: a FETCH may be endless)
           for (int i = 0;
                i < kSendsPerReadAll && s.has_output() && !s.finished() && written < kReadCap; ++i)
@@ -221,11 +234,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       send(SIZE_MAX);
       check();
     }
-    if (s.finished() && s.close_cause() != CloseCause::kWriteTimeout)
-      FUZZ_CHECK(!peer.reader.mid_frame());
+    if (s.finished() && !s.reset_on_close()) FUZZ_CHECK(!peer.reader.mid_frame());
   }
   FUZZ_CHECK(pool.outstanding() == 0);
   FUZZ_CHECK(small.outstanding() == 0);
+  FUZZ_CHECK(account.held() == 0);
   if (env.counters != nullptr) {
     FUZZ_CHECK(counters.write_queue_bytes.load() == 0);
     FUZZ_CHECK(counters.bytes_out.load() == written);
