@@ -1,16 +1,11 @@
 // c10m-server: main() and flags only. Everything else lives in the libraries.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <cstdio>
-#include <cstring>
-#include <exception>
-#include <memory>
 #include <string>
-#include <thread>
 
 #include "admin/admin_server.h"
 #include "admin/profiling.h"
@@ -18,17 +13,16 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/units.h"
+#include "core/memory_budget.h"
 #include "core/server_config.h"
 #include "engine/engine.h"
-#include "metrics/shm_counter_region.h"
+#include "server/server_options.h"
+#include "server/supervisor.h"
 #include "sys/socket.h"
 
 namespace {
 
 using c10m::Nanos;
-
-std::atomic<c10m::engine::Engine*> g_engine{nullptr};
-std::atomic<c10m::admin::AdminServer*> g_admin{nullptr};  // null without a metrics port
 
 // A flag value that failed to parse: reported as one line, exit code 2.
 struct BadFlag {
@@ -52,31 +46,6 @@ uint64_t size_flag(const char* flag, const std::string& text, uint64_t min, uint
   return *s;
 }
 
-std::string thousands(uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
-
-// First SIGINT/SIGTERM: graceful drain. Second: exit at once, non-zero.
-void signal_thread(sigset_t set) {
-  int count = 0;
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (++count == 1) {
-      c10m::log_info("{}: draining (a second signal exits at once)", strsignal(sig));
-      if (auto* a = g_admin.load()) a->set_draining();  // /healthz: 503 "draining"
-      if (auto* e = g_engine.load()) e->request_drain();
-    } else {
-      static const char kMsg[] = "c10m: second signal: exiting now\n";
-      ssize_t rc = ::write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
-      (void)rc;
-      _exit(1);
-    }
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,7 +63,6 @@ int main(int argc, char** argv) {
   std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", readbuf = "64KiB",
               thread_stack = "64KiB";
   uint32_t max_frame = 65535;
-  std::string memory_limit = "auto", overload_levels = "50,70,85", memory_release = "1s";
 
   CLI::App app{"c10m-server: framed TCP server (see docs/PROTOCOL.md)", "c10m-server"};
   app.set_version_flag("--version",
@@ -134,16 +102,24 @@ int main(int argc, char** argv) {
                  "connections beyond this get ERROR OVERLOADED (0 = no limit)");
   app.add_option("--drain-timeout", drain,
                  "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
+  std::string memory_limit = "auto", overload_levels = "50,70,85", memory_release = "1s";
   app.add_option("--memory-limit", memory_limit,
                  "memory budget: bytes of buffers all connections may hold (queued output, held "
-                 "input, partial frames); 'auto' = 50% of MemAvailable or of the cgroup's room; "
-                 "0 = no limit");
+                 "input, partial frames); 'auto' = 50% of MemAvailable or of the cgroup's room, "
+                 "divided among the workers; 0 = no limit");
   app.add_option("--overload-levels", overload_levels,
                  "percent of --memory-limit where each overload action starts: pause the "
                  "largest holders, shrink new connections' queues, stop accepting (past 100%: "
                  "close the largest holders)");
   app.add_option("--memory-release", memory_release,
                  "return free memory to the OS at most this often after a burst (0 = never)");
+  int workers = 1;
+  app.add_option("--workers", workers,
+                 "worker processes under a supervisor, one shared port (1 = this process "
+                 "serves, no supervisor; 0 = as many as --max-conns needs, else one per core)")
+      ->check(CLI::Range(0, 4096));
+  std::string worker_handoff;  // set by the supervisor on the workers it starts
+  app.add_option("--worker", worker_handoff, "(internal: started by a supervisor)")->group("");
   std::string metrics_addr = c10m::admin::kDefaultMetricsAddr;  // ADMIN-HOOK flag
   CLI::Option* metrics_opt = app.add_option(
       "--metrics-addr", metrics_addr,
@@ -151,7 +127,7 @@ int main(int argc, char** argv) {
       "'off' = none). Loopback by default: profiles expose internals");
 
   c10m::engine::EngineKind kind = c10m::engine::EngineKind::kEpoll;
-  std::string memory_limit_how;
+  c10m::server::ServerOptions options;
   try {
     app.parse(argc, argv);
     cfg.limits.max_frame = max_frame;
@@ -168,15 +144,16 @@ int main(int argc, char** argv) {
     if (std::string err = c10m::core::parse_budget_levels(overload_levels, &cfg.overload_levels);
         !err.empty())
       throw BadFlag{fmt::format("--overload-levels: {}", err)};
-    if (memory_limit == "auto") {
-      cfg.memory_limit = c10m::core::default_memory_limit(50, 1, &memory_limit_how);
-    } else {
+    if (memory_limit != "auto")
       cfg.memory_limit = size_flag("--memory-limit", memory_limit, 0, uint64_t{1} << 50);
-      memory_limit_how = cfg.memory_limit == 0 ? "no limit" : "--memory-limit";
-    }
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
+    if (!worker_handoff.empty()) {
+      auto h = c10m::server::WorkerHandoff::parse(worker_handoff);
+      if (!h) throw BadFlag{fmt::format("--worker: '{}' is malformed", worker_handoff)};
+      options.handoff = *h;
+    }
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
@@ -187,102 +164,36 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // ADMIN-HOOK BEGIN
-  // Counter blocks the engine writes live in a shared-memory region (metrics/
-  // shm_counter_region.h): worker 0 of 1 today; a multi-process supervisor creates it with
-  // one worker per process before forking, and this one /metrics sums them all. The admin
-  // server (side HTTP port, its own threads) starts here and is stopped by its destructor
-  // after run() returns (the engine, declared below, is destroyed first).
-  const bool metrics_on = metrics_addr != "off" && !metrics_addr.empty();
-  const bool metrics_addr_given = metrics_opt->count() > 0;
-  if (metrics_on) c10m::admin::ensure_heap_sampling(argv);  // may re-exec: no fd, no thread yet
-  std::string region_error;
-  std::shared_ptr<c10m::metrics::ShmCounterRegion> region =
-      c10m::metrics::ShmCounterRegion::create_anonymous(
-          "c10m-counters", 1, c10m::engine::counter_slots_needed(kind, cfg), &region_error);
-  if (!region) {
-    fmt::print(stderr, "c10m-server: {}\n", region_error);
-    return 1;
+  options.config = cfg;
+  options.kind = kind;
+  options.metrics_addr = metrics_addr;
+  options.metrics_addr_given = metrics_opt->count() > 0;
+  options.workers = workers;
+  // The memory budget is per process: 'auto' gives each worker its share of the box's.
+  std::string memory_limit_how = memory_limit == "auto" ? "" : "--memory-limit";
+  if (memory_limit == "auto") {
+    const int n = workers == 0 ? c10m::server::resolved_workers(options) : workers;
+    options.config.memory_limit =
+        c10m::core::default_memory_limit(50, static_cast<uint32_t>(n), &memory_limit_how);
   }
-  // Aliasing shared_ptr: points at worker 0's slots, keeps the region alive.
-  const std::shared_ptr<c10m::metrics::CounterSlots> counters(region, region->attach_worker(0));
-  std::unique_ptr<c10m::admin::AdminServer> admin;
-  if (metrics_on) {
-    admin = std::make_unique<c10m::admin::AdminServer>(c10m::admin::AdminConfig{metrics_addr},
-                                                       region.get());
-    if (std::string err = admin->start(); !err.empty()) {
-      if (metrics_addr_given) {
-        fmt::print(stderr, "c10m-server: {}\n", err);
-        return 1;
-      }
-      // The default port is taken (another server on this host): run without metrics.
-      c10m::log_warn("{}; serving without metrics (pass --metrics-addr to insist)", err);
-      admin.reset();
+  options.argv.assign(argv, argv + argc);
+  if (options.handoff.index >= 0) return c10m::server::run_worker(options);
+  // tcmalloc's heap sampling is set up before any fd or thread exists (may re-exec);
+  // workers inherit the setting through the environment.
+  const bool metrics_on = metrics_addr != "off" && !metrics_addr.empty();
+  if (metrics_on) c10m::admin::ensure_heap_sampling(argv);
+  {
+    const auto& lv = options.config.overload_levels;
+    if (options.config.memory_limit != 0) {
+      c10m::log_info(
+          "memory budget {}{} ({}): pause largest holders at {}%, shrink new queues at {}%, "
+          "stop accepting at {}%, close largest holders past 100%",
+          c10m::format_size(options.config.memory_limit), workers == 1 ? "" : " per worker",
+          memory_limit_how, lv.pause, lv.shrink, lv.stop_accept);
     } else {
-      std::string host = metrics_addr.substr(0, metrics_addr.rfind(':'));
-      if (host == "localhost") host = "127.0.0.1";
-      fmt::print(stderr, "metrics on {}:{}\n", host, admin->port());
+      c10m::log_info("memory budget: no limit (--memory-limit 0)");
     }
   }
-  // ADMIN-HOOK END
-
-  std::unique_ptr<c10m::engine::Engine> engine;
-  try {
-    engine = c10m::engine::make_engine(kind, cfg, counters.get());
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "c10m-server: {}\n", e.what());
-    return 2;
-  }
-  const uint64_t fd_limit = c10m::sys::raise_fd_limit();
-  if (std::string err = engine->bind(); !err.empty()) {
-    fmt::print(stderr, "c10m-server: {}\n", err);
-    return 1;
-  }
-  std::string where = cfg.addr.substr(0, cfg.addr.rfind(':'));
-  if (where.empty() || where == "localhost") where = "127.0.0.1";
-  where += ":" + std::to_string(engine->port());
-
-  const bool epoll = kind == c10m::engine::EngineKind::kEpoll;
-  const int loops = c10m::engine::resolved_threads(cfg);
-  // Each connection takes one fd; the process already holds some, each loop one more.
-  const uint64_t used = c10m::sys::count_open_fds() + (epoll ? static_cast<uint64_t>(loops) : 2);
-  const uint64_t room = fd_limit > used ? fd_limit - used : 0;
-  c10m::log_info(
-      "engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
-      c10m::engine::engine_kind_name(kind), where,
-      epoll ? fmt::format("{} event loop(s)", loops)
-            : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
-      fd_limit, thousands(room));
-
-  if (cfg.memory_limit != 0) {
-    const auto& lv = cfg.overload_levels;
-    c10m::log_info(
-        "memory budget {} ({}): pause largest holders at {}%, shrink new queues at {}%, stop "
-        "accepting at {}%, close largest holders past 100%",
-        c10m::format_size(cfg.memory_limit), memory_limit_how, lv.pause, lv.shrink, lv.stop_accept);
-  } else {
-    c10m::log_info("memory budget: no limit (--memory-limit 0)");
-  }
-
-  g_engine.store(engine.get());
-  g_admin.store(admin.get());
-  std::thread(signal_thread,
-              [] {
-                sigset_t s;
-                sigemptyset(&s);
-                sigaddset(&s, SIGINT);
-                sigaddset(&s, SIGTERM);
-                return s;
-              }())
-      .detach();
-  fmt::print(stderr, "listening on {}\n", where);
-  std::fflush(stderr);
-
-  const c10m::engine::DrainReport r = engine->run();
-  fmt::print(stderr, "drain: open={} closed_by_peer={} force_closed={} in_flight={}\n",
-             r.open_at_start, r.closed_by_peer, r.force_closed, r.in_flight);
-  std::fflush(stderr);
-  g_admin.store(nullptr);
-  g_engine.store(nullptr);
-  return 0;
+  if (workers == 1) return c10m::server::run_single(options);
+  return c10m::server::run_supervisor(options);
 }

@@ -2,6 +2,9 @@
 # The project's test command (README, .ci/run): installs what is missing, then builds and
 # runs the whole suite in the release build and under ASan+UBSan, the threaded end-to-end
 # tests under TSan, then fuzzes the decoder and request logic for a bounded time.
+# The release build includes the peers of bench/peers (Asio, libuv, Go, Tokio; Go and
+# Tokio through bench/peers/build_peers.sh) and peers_test runs each of them under the load
+# client; the sanitizer builds skip them (only echo_peer is ours to sanitize).
 # Exits non-zero on the first failure.
 #   C10M_FUZZ_SECONDS  seconds for the session fuzzer (default 60; the frame reader and the
 #                      epoll engine fuzzers get 1/3 each)
@@ -30,16 +33,17 @@ fi
 
 if [ "${C10M_SKIP_TSAN:-0}" != 1 ]; then
   # TSan where threads meet: the server (event loops or connection threads, the signal
-  # thread, the admin port), the load client's loops, and the metrics reader. The CPU
-  # profile test is left out: gperftools' SIGPROF sampler writes its buffer from whichever
-  # thread the signal lands on, which TSan reports as a race it cannot model.
+  # thread, the admin port; the supervisor and its workers), the load client's loops, and
+  # the metrics reader. The CPU profile test is left out: gperftools' SIGPROF sampler
+  # writes its buffer from whichever thread the signal lands on, which TSan reports as a
+  # race it cannot model.
   step "TSan build (server, load client, their end-to-end tests)"
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan -j "$jobs" --target c10m-server c10m-loadclient server_test \
-    metrics_e2e_test loadclient_run_test metrics_shm_region_test
+    metrics_e2e_test loadclient_run_test metrics_shm_region_test workers_test
   step "TSan tests"
-  ctest --preset tsan -j "$jobs" -R 'ServerTest|MetricsE2E|LoadClientRun|MetricsShmRegion' \
-    -E 'GooglePprof'
+  ctest --preset tsan -j "$jobs" \
+    -R 'ServerTest|MetricsE2E|LoadClientRun|MetricsShmRegion|WorkersTest' -E 'GooglePprof'
 fi
 
 step "libFuzzer (clang): session ${fuzz_seconds}s, frame reader and epoll engine $((fuzz_seconds / 3))s each"

@@ -31,7 +31,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build/release")
+BUILD = os.environ.get("HOSTILE_BUILD", os.path.join(ROOT, "build/release"))
 SERVER = os.path.join(BUILD, "apps/c10m-server")
 LOADCLIENT = os.path.join(BUILD, "apps/c10m-loadclient")
 FLEET = os.path.join(BUILD, "bench/hostile/hostile_fleet")

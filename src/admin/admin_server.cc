@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "admin/http_get.h"
 #include "admin/profiling.h"
 #include "metrics/exposition.h"
 #include "sys/socket.h"
@@ -34,6 +35,41 @@ AdminServer::AdminServer(AdminConfig config, const metrics::CounterSource* sourc
 
 AdminServer::~AdminServer() { stop(); }
 
+bool AdminServer::forward_to_worker(const httplib::Request& req, httplib::Response& res) {
+  if (!req.has_param("worker")) return false;
+  const std::string v = req.get_param_value("worker");
+  char* end = nullptr;
+  const long w = std::strtol(v.c_str(), &end, 10);
+  const uint16_t port =
+      (!config_.worker_port || v.empty() || *end != '\0' || w < 0 || w >= config_.workers)
+          ? 0
+          : config_.worker_port(static_cast<int>(w));
+  if (port == 0) {
+    res.status = 404;
+    res.set_content("no such worker (?worker=0.." + std::to_string(config_.workers - 1) + ")\n",
+                    "text/plain; charset=utf-8");
+    return true;
+  }
+  std::string path = req.path;
+  char sep = '?';
+  for (const auto& [k, val] : req.params) {
+    if (k == "worker") continue;
+    path += sep + k + "=" + val;
+    sep = '&';
+  }
+  int seconds = 30;
+  if (req.has_param("seconds")) seconds = std::atoi(req.get_param_value("seconds").c_str());
+  const HttpResponse r = http_get("127.0.0.1", port, path, (seconds + 30) * 1000);
+  if (r.status == 0) {
+    res.status = 502;
+    res.set_content("worker " + v + ": " + r.error + "\n", "text/plain; charset=utf-8");
+    return true;
+  }
+  res.status = r.status;
+  res.set_content(r.body, r.content_type.empty() ? "application/octet-stream" : r.content_type);
+  return true;
+}
+
 void AdminServer::install_routes() {
   httplib::Server& s = *http_;
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -49,10 +85,20 @@ void AdminServer::install_routes() {
   });
   s.Get("/debug/pprof",
         [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/debug/pprof/"); });
-  s.Get("/debug/pprof/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(kPprofIndex, "text/html; charset=utf-8");
+  s.Get("/debug/pprof/", [this](const httplib::Request&, httplib::Response& res) {
+    std::string page = kPprofIndex;
+    if (config_.workers > 0) {
+      std::string links = "<p>Worker processes (this page profiles the supervisor; add ?worker=I):";
+      for (int w = 0; w < config_.workers; ++w)
+        links += " <a href=\"heap?worker=" + std::to_string(w) + "\">heap " + std::to_string(w) +
+                 "</a> <a href=\"profile?seconds=30&worker=" + std::to_string(w) + "\">profile " +
+                 std::to_string(w) + "</a>";
+      page.insert(page.find("<p><a href=\"/metrics\">"), links + "</p>\n");
+    }
+    res.set_content(page, "text/html; charset=utf-8");
   });
-  s.Get("/debug/pprof/heap", [](const httplib::Request&, httplib::Response& res) {
+  s.Get("/debug/pprof/heap", [this](const httplib::Request& req, httplib::Response& res) {
+    if (forward_to_worker(req, res)) return;
     std::string error;
     std::string profile = heap_profile(&error);
     if (!error.empty()) {
@@ -66,6 +112,7 @@ void AdminServer::install_routes() {
     res.set_content(std::move(profile), "application/octet-stream");
   });
   s.Get("/debug/pprof/profile", [this](const httplib::Request& req, httplib::Response& res) {
+    if (forward_to_worker(req, res)) return;
     int seconds = 30;
     if (req.has_param("seconds")) {
       const std::string v = req.get_param_value("seconds");

@@ -7,6 +7,9 @@
 //   GET /debug/pprof/heap         tcmalloc heap sample (pprof heap_v2 text); 501 without tcmalloc
 //   GET /debug/pprof/profile?seconds=N   CPU profile of N seconds (default 30, 1..max);
 //                                 one at a time (409 while another runs); 501 without libprofiler
+//   ...?worker=I                  under a supervisor (--workers): the same profile of worker
+//                                 process I, fetched from that worker's own loopback admin
+//                                 port (AdminConfig::worker_port); 404 for an unknown worker
 //
 // Threads: its own small pool (2 threads, cpp-httplib), never an event loop's. A scrape
 // reads the counter blocks with relaxed loads: it takes no lock the data path takes and
@@ -14,6 +17,7 @@
 // Lifetime: start() once; stop() (or the destructor) joins every thread it started.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,7 +27,9 @@
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace c10m::admin {
 
@@ -37,6 +43,10 @@ inline constexpr const char* kDefaultMetricsAddr = "127.0.0.1:9100";
 struct AdminConfig {
   std::string addr = kDefaultMetricsAddr;  // "host:port" (IPv4 or localhost); port 0 = any
   int max_profile_seconds = 300;           // upper bound of ?seconds=
+  /// Supervisor only: the loopback admin port of worker process I (0: none / not running),
+  /// and how many workers there are. Called from the admin threads.
+  std::function<uint16_t(int)> worker_port = nullptr;
+  int workers = 0;
 };
 
 class AdminServer : NonCopyable {
@@ -56,6 +66,8 @@ class AdminServer : NonCopyable {
 
  private:
   void install_routes();
+  /// ?worker=I on a profile route: answers from worker I's admin port; false without it.
+  bool forward_to_worker(const httplib::Request& req, httplib::Response& res);
 
   AdminConfig config_;
   const metrics::CounterSource* source_;

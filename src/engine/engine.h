@@ -31,9 +31,51 @@ struct DrainReport {
 
 using metrics::CounterSlots;
 
+/// Told when a worker process stops or resumes taking new connections (src/server
+/// implements it over the worker board). Called from any engine thread.
+class AcceptGate {
+ public:
+  virtual ~AcceptGate() = default;
+  virtual void set_accepting(bool accepting) = 0;
+};
+
+/// Worker-process mode (src/server, --workers): how this process shares the port with its
+/// sibling workers and the supervisor. See docs/WORKERS.md for why.
+///
+/// Shared listener (listen_fd >= 0): the supervisor's listening socket, inherited,
+/// non-blocking. The engine neither binds, shuts down nor closes it (the supervisor owns
+/// it and stops listening at drain); every loop registers it (epoll: EPOLLEXCLUSIVE).
+/// Pause at capacity: when the process holds `capacity` connections it stops accepting
+/// (deregisters, so the kernel wakes a sibling instead), calls gate->set_accepting(false)
+/// and then writes 1 to `kick_fd`; it resumes below `resume_below` (gate true, kick).
+/// `kick_fd` is an eventfd shared by every worker and the supervisor and never read: an
+/// engine that can (epoll) registers it edge-triggered and, on each kick, re-arms its
+/// listener registration so that connections a pausing sibling left in the backlog wake an
+/// accepting loop at once (a woken waiter that does not accept would otherwise strand
+/// them until the next connect). The supervisor refuses connections (OVERLOADED) while no
+/// worker accepts.
+///
+/// Own listeners (listen_fd < 0, config.reuseport): the engine binds its own SO_REUSEPORT
+/// listener(s) on config.addr. The kernel hashes connections to listeners and cannot skip
+/// a full one, so at `capacity` the engine keeps accepting and refuses (OVERLOADED) instead
+/// of pausing.
+struct WorkerListener {
+  int listen_fd = -1;
+  int kick_fd = -1;
+  uint64_t capacity = 0;  // 0: no pause
+  uint64_t resume_below = 0;
+  AcceptGate* gate = nullptr;  // outlives the engine
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
+
+  /// Worker-process mode: call once, before bind()/run(). Returns "" or why this engine
+  /// cannot run as a worker (the default: not supported).
+  virtual std::string adopt_worker_listener(const WorkerListener& /*listener*/) {
+    return "this engine cannot run as a worker process (--workers)";
+  }
 
   /// Binds the listening socket(s) now (so "address in use" is reported before run()).
   /// Returns an empty string on success, else a message naming the problem.

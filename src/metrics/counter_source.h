@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "metrics/counter_totals.h"
@@ -24,6 +25,24 @@ class CounterSource {
   virtual std::vector<pid_t> processes() const = 0;
   /// Live worker processes whose blocks are summed (c10m_worker_processes).
   virtual size_t worker_processes() const = 0;
+
+  /// Per worker process of a supervisor (--workers), by worker index: connections open
+  /// now and sockets accepted. Empty for a single process (no per-worker series then).
+  struct WorkerSample {
+    uint64_t conns_open = 0;
+    uint64_t accept_total = 0;
+  };
+  virtual std::vector<WorkerSample> per_worker() const { return {}; }
+  /// Worker processes the supervisor started again after they died.
+  virtual uint64_t worker_restarts() const { return 0; }
+  /// Sockets accepted per counter block (worker process, event loop): how evenly the
+  /// acceptors share the connections. Empty: no per-loop series.
+  struct LoopAccepts {
+    size_t worker = 0;
+    size_t loop = 0;
+    uint64_t accept_total = 0;
+  };
+  virtual std::vector<LoopAccepts> per_loop_accepts() const { return {}; }
 };
 
 }  // namespace c10m::metrics

@@ -89,6 +89,9 @@ const char* overload_action_label(OverloadAction a) {
 void gather_scrape(const CounterSource& source, Scrape* out) {
   source.collect(&out->totals);
   out->worker_processes = source.worker_processes();
+  out->workers = source.per_worker();
+  out->worker_restarts = source.worker_restarts();
+  out->loops = source.per_loop_accepts();
   out->processes.clear();
   for (pid_t pid : source.processes()) {
     ProcessStats ps;
@@ -178,6 +181,29 @@ void render_prometheus(const Scrape& s, std::string* out) {
           threads);
   w.gauge("c10m_worker_processes", "Live worker processes whose counters are summed here.",
           s.worker_processes);
+  if (!s.workers.empty()) {
+    // Per worker (--workers): imbalance is visible; the totals above are their sums (plus
+    // the supervisor's own refusals in the accept and overload counters).
+    w.header("c10m_worker_conns_open", "gauge",
+             "Connections open now in each worker process (c10m_conns_open per worker).");
+    for (size_t i = 0; i < s.workers.size(); ++i)
+      w.labeled("c10m_worker_conns_open", "worker", std::to_string(i).c_str(),
+                s.workers[i].conns_open);
+    w.header("c10m_worker_accept_total", "counter", "Sockets accepted by each worker process.");
+    for (size_t i = 0; i < s.workers.size(); ++i)
+      w.labeled("c10m_worker_accept_total", "worker", std::to_string(i).c_str(),
+                s.workers[i].accept_total);
+    w.counter("c10m_worker_restarts_total",
+              "Worker processes the supervisor started again after they died.", s.worker_restarts);
+  }
+  if (s.loops.size() > 1) {
+    w.header("c10m_loop_accept_total", "counter",
+             "Sockets accepted by each event loop (counter block) of each worker process.");
+    for (const CounterSource::LoopAccepts& l : s.loops)
+      fmt::format_to(std::back_inserter(*out),
+                     "c10m_loop_accept_total{{worker=\"{}\",loop=\"{}\"}} {}\n", l.worker, l.loop,
+                     l.accept_total);
+  }
 
   w.header("c10m_build_info", "gauge", "Build stamp; always 1.");
   fmt::format_to(std::back_inserter(*out), "c10m_build_info{{version=\"{}\",git=\"{}\"}} 1\n",

@@ -26,6 +26,11 @@ struct Scrape {
   /// process with a pid="<pid>" label.
   std::vector<ProcessStats> processes;
   AllocatorStats allocator;
+  /// Under a supervisor: one entry per worker (c10m_worker_* series); empty otherwise.
+  std::vector<CounterSource::WorkerSample> workers;
+  uint64_t worker_restarts = 0;
+  /// Per counter block; rendered when there are several (event loops or workers).
+  std::vector<CounterSource::LoopAccepts> loops;
 };
 
 /// Fills `out` from the source, /proc and the allocator.

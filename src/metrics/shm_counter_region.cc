@@ -138,16 +138,22 @@ std::unique_ptr<ShmCounterRegion> ShmCounterRegion::open_file(const std::string&
     *error = errno_text("counter region: open", path);
     return nullptr;
   }
+  auto region = open_fd(fd, error);
+  if (!region) *error = "counter region " + path + ": " + *error;
+  return region;
+}
+
+std::unique_ptr<ShmCounterRegion> ShmCounterRegion::open_fd(int fd, std::string* error) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) < sizeof(RegionHeader)) {
-    *error = "counter region: " + path + " is too small to hold a header";
+    *error = "too small to hold a header";
     ::close(fd);
     return nullptr;
   }
   const size_t size = static_cast<size_t>(st.st_size);
   void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
-    *error = errno_text("counter region: mmap", path);
+    *error = std::string("mmap: ") + std::strerror(errno);
     ::close(fd);
     return nullptr;
   }
@@ -167,7 +173,7 @@ std::unique_ptr<ShmCounterRegion> ShmCounterRegion::open_file(const std::string&
     why = "inconsistent sizes";
   }
   if (!why.empty()) {
-    *error = "counter region " + path + ": " + why;
+    *error = why;
     ::munmap(base, size);
     ::close(fd);
     return nullptr;
@@ -189,6 +195,20 @@ ThreadCounters* ShmCounterRegion::block(size_t w, size_t s) const {
 
 int32_t ShmCounterRegion::worker_pid(size_t w) const {
   return w < workers_ ? worker_header(w)->pid.load(std::memory_order_acquire) : 0;
+}
+
+uint32_t ShmCounterRegion::attach_count(size_t w) const {
+  return w < workers_ ? worker_header(w)->attach_count.load(std::memory_order_relaxed) : 0;
+}
+
+CounterSource::WorkerSample ShmCounterRegion::worker_sample(size_t w) const {
+  CounterTotals t;
+  const int32_t pid = worker_pid(w);
+  if (pid != 0) {
+    const bool live = process_alive(pid);
+    for (size_t s = 0; s < slots_per_worker_; ++s) t.add(*block(w, s), live);
+  }
+  return {t.conns_open(), t.accept_total};
 }
 
 CounterSlots* ShmCounterRegion::attach_worker(size_t w) {
@@ -218,6 +238,16 @@ void ShmCounterRegion::collect(CounterTotals* out) const {
     const bool live = process_alive(pid);
     for (size_t s = 0; s < slots_per_worker_; ++s) out->add(*block(w, s), live);
   }
+}
+
+std::vector<CounterSource::LoopAccepts> ShmCounterRegion::loop_accepts(size_t workers) const {
+  std::vector<LoopAccepts> v;
+  for (size_t w = 0; w < workers && w < workers_; ++w) {
+    if (worker_header(w)->pid.load(std::memory_order_acquire) == 0) continue;
+    for (size_t s = 0; s < slots_per_worker_; ++s)
+      v.push_back({w, s, block(w, s)->accept_total.load()});
+  }
+  return v;
 }
 
 std::vector<pid_t> ShmCounterRegion::live_worker_pids() const {

@@ -72,6 +72,9 @@ class ShmCounterRegion final : public CounterSource {
                                                        size_t slots_per_worker, std::string* error);
   /// Maps an existing region (file path) for reading and attaching. Checks the layout.
   static std::unique_ptr<ShmCounterRegion> open_file(const std::string& path, std::string* error);
+  /// Same, from an open fd (a worker process inherits the creator's memfd); takes
+  /// ownership of `fd` (closed on failure too).
+  static std::unique_ptr<ShmCounterRegion> open_fd(int fd, std::string* error);
 
   ~ShmCounterRegion() override;
   ShmCounterRegion(const ShmCounterRegion&) = delete;
@@ -92,8 +95,15 @@ class ShmCounterRegion final : public CounterSource {
   /// Direct access to worker w's slot s (tests, tools).
   ThreadCounters* block(size_t w, size_t s) const;
   int32_t worker_pid(size_t w) const;
+  /// How many times worker w was attached (a restarted worker process attaches again).
+  uint32_t attach_count(size_t w) const;
+  /// Worker w's connections open now (0 when its process is gone) and sockets accepted.
+  CounterSource::WorkerSample worker_sample(size_t w) const;
 
   void collect(CounterTotals* out) const override;
+  /// Every attached worker's slots (workers < `workers`, default all).
+  std::vector<LoopAccepts> loop_accepts(size_t workers) const;
+  std::vector<LoopAccepts> per_loop_accepts() const override { return loop_accepts(workers_); }
   /// Live attached workers' pids, plus the calling process when it attached none.
   std::vector<pid_t> processes() const override;
   /// Distinct live pids among attached workers.

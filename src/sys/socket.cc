@@ -64,6 +64,15 @@ int listen_tcp(const sockaddr_in& addr, const ListenOptions& opts) {
   return fd.release();
 }
 
+int reserve_reuseport(const sockaddr_in& addr) {
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return -errno;
+  if (int rc = set_int_opt(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1); rc < 0) return rc;
+  if (int rc = set_int_opt(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1); rc < 0) return rc;
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) return -errno;
+  return fd.release();
+}
+
 std::optional<sockaddr_in> local_endpoint(int fd) {
   sockaddr_in addr{};
   socklen_t len = sizeof addr;

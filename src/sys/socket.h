@@ -51,6 +51,10 @@ struct ListenOptions {
 
 /// socket + SO_REUSEADDR (+ SO_REUSEPORT) + bind + listen. Returns the fd or -errno.
 int listen_tcp(const sockaddr_in& addr, const ListenOptions& opts);
+/// socket + SO_REUSEADDR + SO_REUSEPORT + bind, no listen: holds a port for SO_REUSEPORT
+/// listeners other processes add (a bound, non-listening socket receives no connection).
+/// Returns the fd or -errno.
+int reserve_reuseport(const sockaddr_in& addr);
 /// The address a socket is bound to (to learn the port after binding port 0).
 std::optional<sockaddr_in> local_endpoint(int fd);
 

@@ -86,7 +86,9 @@ class OverloadTest : public ::testing::TestWithParam<std::string> {
 // fire in their order and are counted, and a well-behaved client is served throughout.
 TEST_P(OverloadTest, NonReadingFetchFleetStaysWithinTheBudget) {
   const uint64_t limit = 16 << 20;
-  start({"--threads", "1", "--memory-limit", "16MiB", "--overload-levels", "50,70,85",
+  // Pause begins well before shrink: the thread engine notices a pause only when the
+  // connection's thread next wakes (one 100 ms write slice), while the fleet grows.
+  start({"--threads", "1", "--memory-limit", "16MiB", "--overload-levels", "30,70,85",
          "--write-timeout", "0", "--sndbuf", "4096"});
   // Slack (docs/PROTOCOL.md): epoll, per loop: one reservation chunk (1 MiB) and what one
   // connection event may add (4 blocks of 128 KiB). The thread engine sheds a connection
@@ -146,7 +148,7 @@ TEST_P(OverloadTest, NonReadingFetchFleetStaysWithinTheBudget) {
   // 150 connections accepted while the budget is empty; then one by one they ask for an
   // endless FETCH they never read (each takes at least one 128 KiB block: 150 of them need
   // more than the limit), and every third step a new non-reading connection arrives. The
-  // budget passes 50% (pause), 70% (new arrivals shrunk), 85% (accepting stops) and 100%
+  // budget passes 30% (pause), 70% (new arrivals shrunk), 85% (accepting stops) and 100%
   // (the largest holders are closed).
   std::vector<int> fleet;
   for (int i = 0; i < 150; ++i) {

@@ -35,23 +35,44 @@ EpollEngine::~EpollEngine() {
     while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
+std::string EpollEngine::adopt_worker_listener(const WorkerListener& listener) {
+  if (listener.listen_fd >= 0) {
+    inherited_fd_ = listener.listen_fd;
+    shared_.shared_listener = true;
+    shared_.kick_fd = listener.kick_fd;
+    shared_.pause_at = listener.capacity;
+    shared_.resume_below = listener.resume_below;
+    shared_.gate = listener.gate;
+    if (auto local = sys::local_endpoint(inherited_fd_)) port_ = ntohs(local->sin_port);
+  } else if (listener.capacity != 0) {
+    // Own SO_REUSEPORT listeners: the kernel keeps hashing connections here, so a full
+    // worker refuses rather than leave them in its backlog.
+    if (config_.max_conns == 0 || config_.max_conns > listener.capacity)
+      config_.max_conns = listener.capacity;
+  }
+  return "";
+}
+
 std::string EpollEngine::bind() {
+  if (inherited_fd_ >= 0) return "";
   const size_t count = config_.reuseport ? static_cast<size_t>(threads_) : 1;
   return bind_listeners(config_, count, /*nonblocking=*/true, &listeners_, &port_);
 }
 
 DrainReport EpollEngine::run() {
-  if (listeners_.empty()) {
+  if (listeners_.empty() && inherited_fd_ < 0) {
     if (std::string err = bind(); !err.empty()) {
       log_warn("{}", err);
       return {};
     }
   }
   counters_->slot(0)->memory_budget_limit.set(config_.memory_limit);
+  const bool per_loop = inherited_fd_ < 0 && config_.reuseport;
   std::vector<std::unique_ptr<EpollLoop>> loops;
   for (int i = 0; i < threads_; ++i) {
-    const int lfd = listeners_[config_.reuseport ? static_cast<size_t>(i) : 0].get();
-    loops.push_back(std::make_unique<EpollLoop>(&shared_, lfd, !config_.reuseport,
+    const int lfd = inherited_fd_ >= 0 ? inherited_fd_
+                                       : listeners_[per_loop ? static_cast<size_t>(i) : 0].get();
+    loops.push_back(std::make_unique<EpollLoop>(&shared_, lfd, !per_loop,
                                                 counters_->slot(static_cast<size_t>(i))));
     if (std::string err = loops.back()->init(); !err.empty()) {
       log_warn("{}", err);

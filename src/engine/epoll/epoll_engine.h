@@ -19,6 +19,7 @@ class EpollEngine final : public Engine {
   EpollEngine(const core::ServerConfig& config, CounterSlots* counters);
   ~EpollEngine() override;
 
+  std::string adopt_worker_listener(const WorkerListener& listener) override;
   std::string bind() override;
   uint16_t port() const override { return port_; }
   DrainReport run() override;
@@ -36,7 +37,8 @@ class EpollEngine final : public Engine {
   std::unique_ptr<core::MemoryBudget> budget_;
   EpollShared shared_;
   sys::Fd drain_fd_;
-  std::vector<sys::Fd> listeners_;
+  std::vector<sys::Fd> listeners_;  // owned (bound here); empty with an inherited listener
+  int inherited_fd_ = -1;           // worker mode: the supervisor's listener
   uint16_t port_ = 0;
   std::atomic<bool> drain_requested_{false};
   std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_

@@ -20,6 +20,7 @@ namespace {
 // EpollConn*).
 char kListenTag;
 char kDrainTag;
+char kKickTag;
 
 }  // namespace
 
@@ -58,6 +59,14 @@ std::string EpollLoop::init() {
   ev.data.ptr = &kDrainTag;
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, shared_->drain_fd, &ev) != 0)
     return std::string("epoll_ctl(drain): ") + std::strerror(errno);
+  if (shared_->kick_fd >= 0) {
+    // Edge-triggered and never read: every write by any worker wakes every loop once.
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.ptr = &kKickTag;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, shared_->kick_fd, &ev) != 0)
+      return std::string("epoll_ctl(kick): ") + std::strerror(errno);
+  }
+  if (shared_->paused.load(std::memory_order_relaxed)) return "";
   add_listener();
   if (!listener_registered_) return std::string("epoll_ctl(listener): ") + std::strerror(errno);
   return "";
@@ -76,6 +85,35 @@ void EpollLoop::remove_listener() {
   // EPOLLEXCLUSIVE registrations cannot be modified, only deleted and added again.
   if (listener_registered_) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
   listener_registered_ = false;
+}
+
+void EpollLoop::sync_listener(bool rearm) {
+  const bool want = !draining_ && !shared_->paused.load(std::memory_order_relaxed) &&
+                    listener_resume_at_ == kNever;
+  if (want && listener_registered_ && rearm) remove_listener();
+  if (want && !listener_registered_) {
+    add_listener();
+  } else if (!want && listener_registered_) {
+    remove_listener();
+  }
+}
+
+void EpollLoop::kick() {
+  const uint64_t one = 1;
+  ssize_t rc = ::write(shared_->kick_fd, &one, sizeof one);
+  (void)rc;
+}
+
+void EpollLoop::set_paused(bool paused) {
+  // Transitions are rare (a worker reaching or leaving its capacity); the lock keeps the
+  // gate's view in the order of the flag's changes when two loops race.
+  std::lock_guard lock(shared_->pause_mu);
+  if (shared_->paused.load(std::memory_order_relaxed) == paused) return;
+  shared_->paused.store(paused, std::memory_order_relaxed);
+  if (shared_->gate != nullptr) shared_->gate->set_accepting(!paused);
+  // Every loop of every worker wakes: this process's loops follow the flag, the siblings
+  // re-arm (and take what this one left in the backlog), the supervisor re-reads the board.
+  kick();
 }
 
 int EpollLoop::epoll_timeout_ms(Nanos now) const {
@@ -106,6 +144,7 @@ DrainReport EpollLoop::run() {
     account_.refresh();
     bool accept_ready = false;
     bool drain_ready = false;
+    bool kicked = false;
     // Phase 1: connections with input (requests are answered this turn); listener, drain.
     int outputs = 0;
     for (int i = 0; i < n; ++i) {
@@ -114,6 +153,8 @@ DrainReport EpollLoop::run() {
         accept_ready = true;
       } else if (p == &kDrainTag) {
         drain_ready = true;
+      } else if (p == &kKickTag) {
+        kicked = true;
       } else if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         auto* c = static_cast<EpollConn*>(p);
         if (!c->closed) on_input_event(c, events[i].events, now);
@@ -130,7 +171,7 @@ DrainReport EpollLoop::run() {
       for (int k = 0; k < n && left > 0; ++k) {
         const int i = (start + k) % n;
         void* p = events[i].data.ptr;
-        if (p == nullptr || p == &kListenTag || p == &kDrainTag) continue;
+        if (p == nullptr || p == &kListenTag || p == &kDrainTag || p == &kKickTag) continue;
         auto* c = static_cast<EpollConn*>(p);
         --left;
         if (c->closed) continue;
@@ -148,21 +189,24 @@ DrainReport EpollLoop::run() {
     free_closed();
     if (drain_ready && !draining_) start_drain(now);
     if (accept_ready && !draining_ && listener_registered_) accept_burst(now);
+    if (kicked && !draining_) sync_listener(/*rearm=*/true);
     wheel_.advance(now,
                    [this, now](TimerNode* node) { on_timer(static_cast<EpollConn*>(node), now); });
     free_closed();
-    if (!draining_ && !listener_registered_ && now >= listener_resume_at_) {
-      if (account_.pressure() >= core::Pressure::kStopAccept) {
+    // The memory budget stops accepting at Pressure::kStopAccept (rechecked every
+    // kBudgetRecheck); the listener comes back once it falls below.
+    const bool budget_full = account_.pressure() >= core::Pressure::kStopAccept;
+    if (!draining_ && !listener_registered_ && now >= listener_resume_at_ &&
+        !shared_->paused.load(std::memory_order_relaxed)) {
+      if (budget_full) {
         listener_resume_at_ = now + kBudgetRecheck;
       } else {
         add_listener();
-        budget_stopped_accept_ = false;
       }
     }
-    if (!draining_ && listener_registered_ && account_.pressure() >= core::Pressure::kStopAccept) {
+    if (!draining_ && listener_registered_ && budget_full) {
       remove_listener();
       listener_resume_at_ = now + kBudgetRecheck;
-      budget_stopped_accept_ = true;
       counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kStopAccept)].add();
     }
     if (config_.memory_release > 0 && now >= next_maintenance_) maintain(now);
@@ -307,8 +351,11 @@ void EpollLoop::close_conn(EpollConn* c, bool aborted) {
     ++report_.closed_by_peer;
   // Count the connection out before the peer can see the close (a client that reconnects
   // at once must not be refused by --max-conns).
-  shared_->open.fetch_sub(1, std::memory_order_relaxed);
+  const uint64_t open_now = shared_->open.fetch_sub(1, std::memory_order_relaxed) - 1;
   counters_->conns_closed.add();
+  if (shared_->pause_at != 0 && !draining_ && open_now < shared_->resume_below &&
+      shared_->paused.load(std::memory_order_relaxed))
+    set_paused(false);  // this loop re-registers on the kick, like the others
   if (!aborted && c->session.reset_on_close()) {
     sys::close_with_reset(c->fd);
   } else {
@@ -375,6 +422,14 @@ void EpollLoop::maintain(Nanos now) {
 
 void EpollLoop::accept_burst(Nanos now) {
   for (int i = 0; i < kAcceptBurst; ++i) {
+    if (shared_->pause_at != 0 &&
+        shared_->open.load(std::memory_order_relaxed) >= shared_->pause_at) {
+      // Worker at capacity: leave the rest of the backlog to the siblings (the kick
+      // re-arms their registrations so they wake for it) or to the supervisor.
+      set_paused(true);
+      remove_listener();
+      return;
+    }
     const int fd = sys::accept_conn(listen_fd_, /*nonblocking=*/true);
     if (fd < 0) {
       const int err = -fd;
@@ -389,7 +444,13 @@ void EpollLoop::accept_burst(Nanos now) {
         listener_resume_at_ = now + AcceptErrorLog::kBackoff;
         return;
       }
-      if (err != EINVAL) log_warn("accept: {}", std::strerror(err));  // EINVAL: draining
+      if (err == EINVAL) {
+        // The listener was shut down: this loop's drain, or the supervisor's (worker
+        // mode; SIGTERM follows). Stop polling it rather than spin on its readiness.
+        remove_listener();
+        return;
+      }
+      log_warn("accept: {}", std::strerror(err));
       return;
     }
     counters_->accept_total.add();
@@ -444,11 +505,13 @@ void EpollLoop::refuse(int fd, Nanos now) {
 void EpollLoop::start_drain(Nanos now) {
   draining_ = true;
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, shared_->drain_fd, nullptr);
+  if (shared_->kick_fd >= 0) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, shared_->kick_fd, nullptr);
   remove_listener();
   listener_resume_at_ = kNever;
   // Stop listening: new and backlogged connects are refused. Idempotent, and safe while
-  // other loops still hold the shared fd (the engine closes it after run()).
-  sys::shutdown_both(listen_fd_);
+  // other loops still hold the shared fd (the engine closes it after run()). A listener
+  // inherited from the supervisor is the supervisor's to shut down (it does, first).
+  if (!shared_->shared_listener) sys::shutdown_both(listen_fd_);
   Nanos start = shared_->drain_at.load(std::memory_order_relaxed);
   if (start == kNever || start > now) start = now;
   if (config_.drain_timeout > 0) drain_deadline_ = start + config_.drain_timeout;

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "base/buffer_pool.h"
 #include "base/clock.h"
@@ -41,6 +42,15 @@ struct EpollShared {
   AcceptErrorLog accept_log;
   core::MemoryBudget* budget = nullptr;  // this process's memory budget (may be unlimited)
   std::atomic<Nanos> last_release{0};    // when free memory was last returned to the OS
+  // Worker mode (engine.h WorkerListener). pause_at 0: never pause (single process, or
+  // own SO_REUSEPORT listeners).
+  bool shared_listener = false;  // inherited: never shut down by the engine
+  int kick_fd = -1;
+  uint64_t pause_at = 0;
+  uint64_t resume_below = 0;
+  AcceptGate* gate = nullptr;
+  std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
+  std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
 };
 
 /// Per-connection state of the epoll engine (the whole per-connection cost together with
@@ -107,6 +117,13 @@ class EpollLoop : NonCopyable {
   void refuse(int fd, Nanos now);
   void add_listener();
   void remove_listener();
+  /// Registers or deregisters the listener as the process's pause state and the accept
+  /// back-off want; `rearm` re-registers an already registered one (after a kick).
+  void sync_listener(bool rearm);
+  /// Pause (true) or resume (false) accepting in every loop of the process: gate, then
+  /// kick. No-op when the process is already in that state.
+  void set_paused(bool paused);
+  void kick();
   void start_drain(Nanos now);
   void force_all(Nanos now);
   void abort_all();
@@ -128,7 +145,6 @@ class EpollLoop : NonCopyable {
   EpollConn* all_head_ = nullptr;
   EpollConn* closed_head_ = nullptr;  // closed this turn, freed by free_closed()
   size_t rr_ = 0;                     // round-robin start among output-only events
-  bool budget_stopped_accept_ = false;
   Nanos next_maintenance_ = 0;
   uint64_t conns_ = 0;
   bool listener_registered_ = false;

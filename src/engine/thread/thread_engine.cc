@@ -72,11 +72,52 @@ ThreadEngine::~ThreadEngine() {
     while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
+std::string ThreadEngine::adopt_worker_listener(const WorkerListener& listener) {
+  worker_ = listener;
+  if (listener.listen_fd >= 0) {
+    listen_fd_ = listener.listen_fd;
+    if (auto local = sys::local_endpoint(listen_fd_)) port_ = ntohs(local->sin_port);
+  } else if (listener.capacity != 0) {
+    // Own SO_REUSEPORT listener: refuse beyond capacity (see engine.h).
+    if (config_.max_conns == 0 || config_.max_conns > listener.capacity)
+      config_.max_conns = listener.capacity;
+    worker_.capacity = 0;
+  }
+  return "";
+}
+
 std::string ThreadEngine::bind() {
+  if (listen_fd_ >= 0) return "";
   std::vector<sys::Fd> fds;
-  std::string err = bind_listeners(config_, 1, /*nonblocking=*/false, &fds, &port_);
-  if (err.empty()) listener_ = std::move(fds[0]);
+  std::string err = bind_listeners(config_, 1, /*nonblocking=*/true, &fds, &port_);
+  if (err.empty()) {
+    listener_ = std::move(fds[0]);
+    listen_fd_ = listener_.get();
+  }
   return err;
+}
+
+void ThreadEngine::kick() {
+  if (worker_.kick_fd < 0) return;
+  const uint64_t one = 1;
+  ssize_t rc = ::write(worker_.kick_fd, &one, sizeof one);
+  (void)rc;
+}
+
+bool ThreadEngine::wait_for_room() {
+  if (worker_.gate != nullptr) worker_.gate->set_accepting(false);
+  kick();
+  {
+    std::unique_lock lock(mu_);
+    // finish() notifies cv_ as each connection thread ends; the timeout notices the drain.
+    while (open_.load(std::memory_order_relaxed) >= worker_.resume_below &&
+           !drain_requested_.load())
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  if (drain_requested_.load()) return false;
+  if (worker_.gate != nullptr) worker_.gate->set_accepting(true);
+  kick();
+  return true;
 }
 
 void ThreadEngine::request_drain() {
@@ -90,7 +131,7 @@ void ThreadEngine::request_drain() {
 }
 
 DrainReport ThreadEngine::run() {
-  if (!listener_.valid()) {
+  if (listen_fd_ < 0) {
     if (std::string err = bind(); !err.empty()) {
       log_warn("{}", err);
       return {};
@@ -105,7 +146,9 @@ DrainReport ThreadEngine::run() {
   const Nanos now = mono_now();
   Nanos start = drain_at_.load(std::memory_order_relaxed);
   if (start == kNever || start > now) start = now;
-  sys::shutdown_both(listener_.get());  // wakes the acceptor; new connects are refused
+  // Stop listening (new connects are refused) unless the listener is the supervisor's;
+  // the drain eventfd wakes the acceptor either way.
+  if (listener_.valid()) sys::shutdown_both(listener_.get());
   acceptor.join();
   listener_.reset();
 
@@ -158,7 +201,18 @@ void ThreadEngine::acceptor_main() {
       continue;
     }
     budget_stopped = false;
-    const int fd = sys::accept_conn(listener_.get(), /*nonblocking=*/false);
+    if (worker_.capacity != 0 && open_.load(std::memory_order_relaxed) >= worker_.capacity &&
+        !wait_for_room())
+      break;
+    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {drain_fd_.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0 && errno != EINTR) {
+      log_warn("poll(listener): {}", std::strerror(errno));
+      break;
+    }
+    if (drain_requested_.load()) break;
+    if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) == 0) continue;
+    // The accepted socket is blocking whatever the listener is (accept4 flags).
+    const int fd = sys::accept_conn(listen_fd_, /*nonblocking=*/false);
     const Nanos now = mono_now();
     if (drain_requested_.load()) {
       if (fd >= 0) ::close(fd);
@@ -166,7 +220,10 @@ void ThreadEngine::acceptor_main() {
     }
     if (fd < 0) {
       const int err = -fd;
-      if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == EAGAIN) continue;
+      // EAGAIN: a sibling worker took it first.
+      if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == EAGAIN ||
+          err == EWOULDBLOCK)
+        continue;
       if (err == EINVAL) break;  // listener shut down
       counters->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
       merge_counters(counters.get(), shared_counters_);

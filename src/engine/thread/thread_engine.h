@@ -1,7 +1,12 @@
 #pragma once
 // The thread engine: the classic model, kept as the baseline for every comparison. An
-// acceptor thread blocks in accept(); each connection gets its own OS thread (detached,
-// explicit small stack: config.thread_stack) doing blocking I/O.
+// acceptor thread waits in poll() on the (non-blocking) listener and the drain eventfd,
+// then accept()s; each connection gets its own OS thread (detached, explicit small stack:
+// config.thread_stack) doing blocking I/O. Polling first lets the acceptor share an
+// inherited listener with sibling worker processes and wake for the drain without
+// shutting that listener down. In worker mode at capacity the acceptor stops polling
+// (the siblings' acceptors, also in poll(), take the connections) until enough
+// connection threads have ended.
 //
 // Waiting: poll() on the connection fd plus the engine's drain eventfd, with the timeout
 // set to the session's next deadline; then a blocking read() or writev(). Writes block
@@ -45,6 +50,7 @@ class ThreadEngine final : public Engine {
   ThreadEngine(const core::ServerConfig& config, CounterSlots* counters);
   ~ThreadEngine() override;
 
+  std::string adopt_worker_listener(const WorkerListener& listener) override;
   std::string bind() override;
   uint16_t port() const override { return port_; }
   DrainReport run() override;
@@ -57,6 +63,10 @@ class ThreadEngine final : public Engine {
   void acceptor_main();
   bool serve(Conn* c);  // returns true to close with RST
   void refuse(int fd, Nanos now);
+  /// Worker mode at capacity: tells the gate and the supervisor, waits until the process
+  /// is below resume_below (or the drain starts), tells them again. False: drain started.
+  bool wait_for_room();
+  void kick();
   bool start_thread(Conn* c);
   void finish(Conn* c, bool reset);
   /// Removes `c` from the list of live connections. Caller holds mu_.
@@ -68,7 +78,9 @@ class ThreadEngine final : public Engine {
   std::unique_ptr<CounterSlots> own_counters_;
   metrics::ThreadCounters* shared_counters_;  // slot 0: add_atomic only
   sys::Fd drain_fd_;
-  sys::Fd listener_;
+  sys::Fd listener_;       // owned (bound here)
+  int listen_fd_ = -1;     // listener_ or the supervisor's inherited listener
+  WorkerListener worker_;  // worker mode (listen_fd >= 0: inherited)
   uint16_t port_ = 0;
   size_t stack_size_;
 
