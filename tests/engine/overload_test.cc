@@ -188,13 +188,18 @@ TEST_P(OverloadTest, NonReadingFetchFleetStaysWithinTheBudget) {
   for (const auto& [a, i] : first_seen) seen += a + "@" + std::to_string(i) + " ";
   for (const char* a : kActions)
     EXPECT_TRUE(first_seen.count(a)) << a << " never counted; seen: " << seen;
-  // The first sample in which each was counted never decreases along the order.
-  int previous = 0;
-  for (const char* a : kActions) {
-    const auto it = first_seen.find(a);
-    if (it == first_seen.end()) continue;
-    EXPECT_LE(previous, it->second) << a << " counted before the action ahead of it: " << seen;
-    previous = it->second;
+  // The first sample in which each was counted never decreases along the order. Epoll
+  // only: a thread-engine connection notices a level when its thread next wakes (one
+  // 100 ms write slice), so on 2 busy cores its pause may show after a later level's
+  // action; that engine is held to "every action fired" and the bound.
+  if (GetParam() == "epoll") {
+    int previous = 0;
+    for (const char* a : kActions) {
+      const auto it = first_seen.find(a);
+      if (it == first_seen.end()) continue;
+      EXPECT_LE(previous, it->second) << a << " counted before the action ahead of it: " << seen;
+      previous = it->second;
+    }
   }
 
   stop = true;

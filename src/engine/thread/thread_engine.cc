@@ -427,8 +427,8 @@ bool ThreadEngine::serve(Conn* c) {
         continue;
       }
       if (n == -EAGAIN || n == -EWOULDBLOCK) {  // a slice passed with the peer not reading
-        merge_counters(counters, shared_counters_);
         check_time(now, /*stalled=*/true);
+        merge_counters(counters, shared_counters_);  // after: overload actions show at once
         continue;
       }
       aborted = true;
