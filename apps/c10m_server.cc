@@ -11,10 +11,13 @@
 #include "admin/profiling.h"
 #include "base/build_info.h"
 #include "base/clock.h"
+#include "base/log.h"
 #include "base/units.h"
+#include "core/memory_budget.h"
 #include "core/server_config.h"
 #include "engine/engine.h"
 #include "server/server_options.h"
+#include "server/supervisor.h"
 #include "sys/socket.h"
 
 namespace {
@@ -99,6 +102,17 @@ int main(int argc, char** argv) {
                  "connections beyond this get ERROR OVERLOADED (0 = no limit)");
   app.add_option("--drain-timeout", drain,
                  "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
+  std::string memory_limit = "auto", overload_levels = "50,70,85", memory_release = "1s";
+  app.add_option("--memory-limit", memory_limit,
+                 "memory budget: bytes of buffers all connections may hold (queued output, held "
+                 "input, partial frames); 'auto' = 50% of MemAvailable or of the cgroup's room, "
+                 "divided among the workers; 0 = no limit");
+  app.add_option("--overload-levels", overload_levels,
+                 "percent of --memory-limit where each overload action starts: pause the "
+                 "largest holders, shrink new connections' queues, stop accepting (past 100%: "
+                 "close the largest holders)");
+  app.add_option("--memory-release", memory_release,
+                 "return free memory to the OS at most this often after a burst (0 = never)");
   int workers = 1;
   app.add_option("--workers", workers,
                  "worker processes under a supervisor, one shared port (1 = this process "
@@ -126,6 +140,12 @@ int main(int argc, char** argv) {
     cfg.sndbuf = static_cast<int>(size_flag("--sndbuf", sndbuf, 0, 1 << 30));
     cfg.readbuf = size_flag("--readbuf", readbuf, 1, 64 << 20);
     cfg.thread_stack = size_flag("--thread-stack", thread_stack, 16 << 10, 1 << 30);
+    cfg.memory_release = duration_flag("--memory-release", memory_release);
+    if (std::string err = c10m::core::parse_budget_levels(overload_levels, &cfg.overload_levels);
+        !err.empty())
+      throw BadFlag{fmt::format("--overload-levels: {}", err)};
+    if (memory_limit != "auto")
+      cfg.memory_limit = size_flag("--memory-limit", memory_limit, 0, uint64_t{1} << 50);
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
@@ -149,12 +169,31 @@ int main(int argc, char** argv) {
   options.metrics_addr = metrics_addr;
   options.metrics_addr_given = metrics_opt->count() > 0;
   options.workers = workers;
+  // The memory budget is per process: 'auto' gives each worker its share of the box's.
+  std::string memory_limit_how = memory_limit == "auto" ? "" : "--memory-limit";
+  if (memory_limit == "auto") {
+    const int n = workers == 0 ? c10m::server::resolved_workers(options) : workers;
+    options.config.memory_limit =
+        c10m::core::default_memory_limit(50, static_cast<uint32_t>(n), &memory_limit_how);
+  }
   options.argv.assign(argv, argv + argc);
   if (options.handoff.index >= 0) return c10m::server::run_worker(options);
   // tcmalloc's heap sampling is set up before any fd or thread exists (may re-exec);
   // workers inherit the setting through the environment.
   const bool metrics_on = metrics_addr != "off" && !metrics_addr.empty();
   if (metrics_on) c10m::admin::ensure_heap_sampling(argv);
+  {
+    const auto& lv = options.config.overload_levels;
+    if (options.config.memory_limit != 0) {
+      c10m::log_info(
+          "memory budget {}{} ({}): pause largest holders at {}%, shrink new queues at {}%, "
+          "stop accepting at {}%, close largest holders past 100%",
+          c10m::format_size(options.config.memory_limit), workers == 1 ? "" : " per worker",
+          memory_limit_how, lv.pause, lv.shrink, lv.stop_accept);
+    } else {
+      c10m::log_info("memory budget: no limit (--memory-limit 0)");
+    }
+  }
   if (workers == 1) return c10m::server::run_single(options);
   return c10m::server::run_supervisor(options);
 }

@@ -6,7 +6,8 @@
 # Tokio through bench/peers/build_peers.sh) and peers_test runs each of them under the load
 # client; the sanitizer builds skip them (only echo_peer is ours to sanitize).
 # Exits non-zero on the first failure.
-#   C10M_FUZZ_SECONDS  seconds for the session fuzzer (default 60; the frame fuzzer gets 1/3)
+#   C10M_FUZZ_SECONDS  seconds for the session fuzzer (default 60; the frame reader and the
+#                      epoll engine fuzzers get 1/3 each)
 #   C10M_SKIP_ASAN=1, C10M_SKIP_TSAN=1   skip a sanitizer pass (local iteration only; CI never sets them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,12 +46,14 @@ if [ "${C10M_SKIP_TSAN:-0}" != 1 ]; then
     -R 'ServerTest|MetricsE2E|LoadClientRun|MetricsShmRegion|WorkersTest' -E 'GooglePprof'
 fi
 
-step "libFuzzer (clang): session ${fuzz_seconds}s, frame reader $((fuzz_seconds / 3))s"
+step "libFuzzer (clang): session ${fuzz_seconds}s, frame reader and epoll engine $((fuzz_seconds / 3))s each"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$jobs" --target session_fuzz frame_reader_fuzz
-mkdir -p build/fuzz/corpus-session build/fuzz/corpus-frame
+cmake --build --preset fuzz -j "$jobs" --target session_fuzz frame_reader_fuzz epoll_loop_fuzz
+mkdir -p build/fuzz/corpus-session build/fuzz/corpus-frame build/fuzz/corpus-epoll
 build/fuzz/tests/fuzz/session_fuzz -max_total_time="$fuzz_seconds" -print_final_stats=1 \
   build/fuzz/corpus-session tests/fuzz/corpus/session 2>&1 | tail -n 15
 build/fuzz/tests/fuzz/frame_reader_fuzz -max_total_time=$((fuzz_seconds / 3)) \
   build/fuzz/corpus-frame tests/fuzz/corpus/frame_reader 2>&1 | tail -n 5
+build/fuzz/tests/fuzz/epoll_loop_fuzz -max_total_time=$((fuzz_seconds / 3)) -timeout=10 \
+  build/fuzz/corpus-epoll tests/fuzz/corpus/epoll_loop 2>&1 | tail -n 5
 step "all tests passed"

@@ -25,6 +25,15 @@ class BufferPool : NonCopyable {
 
   size_t cached() const { return free_.size(); }
   size_t outstanding() const { return outstanding_; }
+  /// Frees cached blocks beyond `keep`; returns how many were freed.
+  size_t trim(size_t keep);
+  /// Blocks handed back to the allocator since the last call (by release() past the
+  /// cache, or trim()); resets the count.
+  size_t take_freed() {
+    const size_t n = freed_;
+    freed_ = 0;
+    return n;
+  }
 
  private:
   const size_t block_size_;
@@ -32,6 +41,7 @@ class BufferPool : NonCopyable {
   const size_t max_cached_;
   std::vector<uint8_t*> free_;
   size_t outstanding_ = 0;
+  size_t freed_ = 0;
 };
 
 }  // namespace c10m

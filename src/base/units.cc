@@ -4,6 +4,8 @@
 
 #include <cctype>
 #include <cmath>
+#include <cstdio>
+#include <iterator>
 
 namespace c10m {
 
@@ -80,6 +82,20 @@ std::string format_duration(Nanos d) {
   if (d % kMillisecond == 0) return fmt::format("{}ms", d / kMillisecond);
   if (d % kMicrosecond == 0) return fmt::format("{}us", d / kMicrosecond);
   return fmt::format("{}ns", d);
+}
+
+std::string format_size(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  double v = static_cast<double>(bytes) / 1024;
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  return buf;
 }
 
 }  // namespace c10m

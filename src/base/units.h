@@ -21,4 +21,7 @@ std::optional<uint64_t> parse_size(std::string_view text);
 /// "1.5s", "250ms", "0" ... for logs and reports.
 std::string format_duration(Nanos d);
 
+/// "512 B", "64.0 KiB", "11.2 GiB" ... for logs and reports.
+std::string format_size(uint64_t bytes);
+
 }  // namespace c10m

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/clock.h"
+#include "core/memory_budget.h"
 
 namespace c10m::core {
 
@@ -31,6 +32,11 @@ struct ServerConfig {
   SessionLimits limits;
   uint64_t max_conns = 0;  // 0 = no limit
   Nanos drain_timeout = 30 * kSecond;
+  // Memory budget (core/memory_budget.h): bytes of pooled blocks all connections of this
+  // process may hold; 0 = no limit. apps/ resolves --memory-limit auto to a number.
+  uint64_t memory_limit = 0;
+  BudgetLevels overload_levels;        // percent of the limit: pause, shrink, stop accepting
+  Nanos memory_release = 1 * kSecond;  // return free memory to the OS this often; 0 = never
 };
 
 }  // namespace c10m::core

@@ -63,7 +63,18 @@ struct Session::Block {
 // ---------------------------------------------------------------------------------------
 // construction
 
+size_t pressure_queue(size_t write_queue) {
+  if (write_queue == 0) return 32 * 1024;
+  return std::max(write_queue / 8, std::min<size_t>(write_queue, 16 * 1024));
+}
+
 Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
+  if (env.account != nullptr && env.account->pressure() >= Pressure::kShrink) {
+    shrunk_ = true;
+    if (env.counters != nullptr)
+      env.counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kShrinkQueue)]
+          .add();
+  }
   assert(env.pool != nullptr);
   assert(env.pool->block_size() >= sizeof(Block) + proto::kMaxFrame + 1);
   assert(env.small_pool == nullptr ||
@@ -91,7 +102,9 @@ size_t Session::capacity(const Block* b) const {
 
 Session::Block* Session::new_block(Chain& c, bool small) {
   // Default-initialized: the marks are written before they are read.
-  Block* b = new ((small ? env_->small_pool : env_->pool)->acquire()) Block;
+  BufferPool* pool = small ? env_->small_pool : env_->pool;
+  if (env_->account != nullptr) env_->account->charge(pool->block_size());
+  Block* b = new (pool->acquire()) Block;
   b->small = small;
   if (c.tail != nullptr) {
     c.tail->next = b;
@@ -106,6 +119,7 @@ void Session::free_block(Block* b) {
   BufferPool* pool = b->small ? env_->small_pool : env_->pool;
   b->~Block();
   pool->release(reinterpret_cast<uint8_t*>(b));
+  if (env_->account != nullptr) env_->account->credit(pool->block_size());
 }
 
 void Session::release_front(Chain& c) {
@@ -135,8 +149,25 @@ void Session::drop_everything() {
 
 bool Session::can_examine() const {
   if (input_ == Input::kDead || cause_ != CloseCause::kNone || fetch_active()) return false;
-  const size_t limit = env_->limits.write_queue;
+  const size_t limit = queue_limit();
   return limit == 0 || out_bytes_ < limit;
+}
+
+size_t Session::queue_limit() const {
+  const size_t wq = env_->limits.write_queue;
+  if (!shrunk_ && (env_->account == nullptr || env_->account->pressure() < Pressure::kPause))
+    return wq;
+  const size_t pq = pressure_queue(wq);
+  return wq == 0 ? pq : std::min(wq, pq);
+}
+
+void Session::note_pressure() {
+  const size_t limit = queue_limit();
+  const bool paused = limit != env_->limits.write_queue && out_bytes_ >= limit;
+  if (paused && !paused_ && env_->counters != nullptr)
+    env_->counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kPauseRead)]
+        .add();
+  paused_ = paused;
 }
 
 bool Session::wants_read() const { return input_ == Input::kOpen && can_examine(); }
@@ -149,7 +180,9 @@ bool Session::finished() const { return cause_ != CloseCause::kNone; }
 
 CloseCause Session::close_cause() const { return cause_; }
 
-bool Session::reset_on_close() const { return cause_ == CloseCause::kWriteTimeout; }
+bool Session::reset_on_close() const {
+  return cause_ == CloseCause::kWriteTimeout || cause_ == CloseCause::kShed;
+}
 
 bool Session::request_in_flight() const {
   if (input_ == Input::kForced) return forced_in_flight_;
@@ -212,10 +245,42 @@ void Session::append(const uint8_t* p, size_t n, Nanos now) {
     } else if (t->mark_count < kMarksPerBlock) {
       t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
     } else {
-      // Full: merge into the last mark, keeping its earlier time (a stricter deadline).
-      t->marks[t->mark_count - 1].end = t->end;
+      // Full: drop the consumed marks, or merge the two closest in time (see below).
+      make_room_for_mark(t);
+      t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
     }
   }
+}
+
+/// Frees one mark slot of a full block: consumed marks are dropped if there are any;
+/// otherwise the two adjacent marks closest in time are merged, keeping the earlier time
+/// (a stricter deadline, never a laxer one). With the closest pair merged, a byte is
+/// blamed for at most the span of one merged mark: about a 32nd of a block's worth of
+/// reading (~4 KiB at the peer's read rate), whatever the size of the write batches.
+void Session::make_room_for_mark(Block* b) {
+  if (b->mark_head != 0) {
+    const uint16_t live = b->mark_count - b->mark_head;
+    std::memmove(b->marks, b->marks + b->mark_head, live * sizeof(Mark));
+    b->mark_head = 0;
+    b->mark_count = live;
+    return;
+  }
+  uint16_t best = 0;
+  Nanos best_gap = kNever;
+  for (uint16_t i = 0; i + 1 < b->mark_count; ++i) {
+    const Nanos gap = b->marks[i + 1].queued - b->marks[i].queued;
+    if (gap < best_gap) {
+      best_gap = gap;
+      best = i;
+    }
+  }
+  Mark& a = b->marks[best];
+  const Mark& c = b->marks[best + 1];
+  if (c.requests != 0) a.rx = a.requests == 0 ? c.rx : std::min(a.rx, c.rx);
+  a.requests += c.requests;
+  a.end = c.end;
+  std::memmove(&b->marks[best + 1], &b->marks[best + 2], (b->mark_count - best - 2) * sizeof(Mark));
+  --b->mark_count;
 }
 
 void Session::append_fetch_data(size_t n, Nanos now) {
@@ -334,6 +399,7 @@ void Session::on_bytes(std::span<const uint8_t> in, Nanos now) {
     in = in.subspan(take);
   }
   refresh_frame_timer(now);
+  note_pressure();
 }
 
 size_t Session::held_need() const {
@@ -644,11 +710,14 @@ void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
   produce(now);
 }
 
-/// Queues DATA frames of the current FETCH while the write queue has room, then its end.
+/// Queues DATA frames of the current FETCH while the write queue has room, then its end;
+/// at most kProduceFrames frames per call (fairness: a FETCH of 1-byte chunks must not make
+/// one call queue 65,536 frames; the engine's next on_sent() continues it).
 void Session::produce(Nanos now) {
-  const size_t limit =
-      env_->limits.write_queue == 0 ? kUnboundedFetchBatch : env_->limits.write_queue;
-  while (fetch_active() && out_bytes_ < limit) {
+  const size_t queue = queue_limit();
+  const size_t limit = queue == 0 ? kUnboundedFetchBatch : queue;
+  for (size_t frames = 0; fetch_active() && out_bytes_ < limit && frames < kProduceFrames;
+       ++frames) {
     if (fetch_left_ == 0) {
       reply_empty(FrameType::kFetch, fetch_rx_, now);  // end frame: answers the request
       fetch_chunk_ = 0;
@@ -716,6 +785,7 @@ void Session::pump(Nanos now) {
   drain_held(now);
   maybe_finish();
   refresh_frame_timer(now);
+  note_pressure();
 }
 
 Nanos Session::next_deadline() const {
@@ -740,6 +810,16 @@ bool Session::check_write_timeout(Nanos now) {
   cause_ = CloseCause::kWriteTimeout;
   drop_everything();
   return true;
+}
+
+bool Session::input_timeout_due(Nanos now) const {
+  if (finished() || input_ != Input::kOpen) return false;
+  const SessionLimits& l = env_->limits;
+  if (l.frame_timeout != 0 && frame_start_ != kNever &&
+      add_sat(frame_start_, l.frame_timeout) <= now)
+    return true;
+  return l.idle_timeout != 0 && out_bytes_ == 0 && !fetch_active() &&
+         add_sat(last_rx_, l.idle_timeout) <= now;
 }
 
 void Session::on_tick(Nanos now) {
@@ -791,8 +871,40 @@ void Session::force_close(Nanos now) {
 
 void Session::refuse_overloaded(Nanos now) {
   if (finished() || input_ == Input::kDead) return;
+  if (shrunk_ && env_->counters != nullptr) {
+    // Never served: not a connection that got a shrunk queue.
+    env_->counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kShrinkQueue)]
+        .sub();
+    shrunk_ = false;
+  }
   if (env_->counters != nullptr) env_->counters->overloaded_total.add();
   fail(ErrorCode::kOverloaded, "over max-conns", CloseCause::kOverloaded, now);
+}
+
+// ---------------------------------------------------------------------------------------
+// memory budget
+
+size_t Session::memory_held() const {
+  size_t n = 0;
+  for (const Block* b = out_.head; b != nullptr; b = b->next) n += capacity(b) + sizeof(Block);
+  for (const Block* b = in_.head; b != nullptr; b = b->next) n += capacity(b) + sizeof(Block);
+  return n;
+}
+
+void Session::shed(Nanos now) {
+  if (finished()) return;
+  metrics::ThreadCounters* c = env_->counters;
+  if (out_bytes_ == 0 && input_ != Input::kDead) {
+    // Nothing queued: the ERROR starts at a frame boundary of the output.
+    if (c != nullptr)
+      c->overload_actions[static_cast<size_t>(metrics::OverloadAction::kCloseError)].add();
+    fail(ErrorCode::kOverloaded, "memory budget exceeded", CloseCause::kOverloaded, now);
+    return;
+  }
+  if (c != nullptr)
+    c->overload_actions[static_cast<size_t>(metrics::OverloadAction::kCloseReset)].add();
+  cause_ = CloseCause::kShed;
+  drop_everything();
 }
 
 }  // namespace c10m::core

@@ -23,7 +23,9 @@
 //     on_sent may produce more output (FETCH pieces, held requests) and may make
 //     wants_read() true again.
 //  3. on_peer_eof() when read() returns 0.
-//  4. on_tick(now) no later than next_deadline() (kNever: no timer needed).
+//  4. on_tick(now) no later than next_deadline() (kNever: no timer needed). If
+//     input_timeout_due(now), first read what the socket already holds and pass it to
+//     on_bytes(): a timeout never blames the peer for the server's own delay.
 //  5. begin_drain() once when the server starts draining (queues GOAWAY);
 //     force_close() at the drain deadline.
 //  6. After any call, if finished(): close the socket (reset_on_close(): with RST).
@@ -39,6 +41,7 @@
 #include "base/clock.h"
 #include "base/noncopyable.h"
 #include "core/content_source.h"
+#include "core/memory_budget.h"
 #include "core/server_config.h"
 #include "metrics/counters.h"
 #include "proto/frame.h"
@@ -54,11 +57,21 @@ struct SessionEnv {
                                                 // short partial frames; nullptr: use `pool`
   metrics::ThreadCounters* counters = nullptr;  // this thread's counters
   size_t read_chunk = 64 * 1024;                // the most bytes one on_bytes call passes
+  BudgetAccount* account = nullptr;  // this thread's memory budget account; nullptr: none
 };
+
+/// The write queue a connection gets under memory pressure (Pressure::kPause and up):
+/// an eighth of --write-queue, at least 16 KiB (or the queue itself when smaller); 32 KiB
+/// when the queue is unbounded.
+size_t pressure_queue(size_t write_queue);
 
 /// Size of the pooled blocks sessions use for input and output (engines create the pool
 /// with it). Holds one maximal frame (3 + 65535) with room to spare.
 constexpr size_t kSessionBlockSize = 128 * 1024;
+
+/// The most FETCH DATA frames one call queues (bounds the work of one on_sent() whatever
+/// the chunk size; bytes are bounded by the write queue).
+constexpr size_t kProduceFrames = 1024;
 
 /// A partial frame of at most this many bytes (header included) is held in a small block.
 constexpr size_t kSessionSmallFrame = 4 * 1024;
@@ -74,7 +87,8 @@ enum class CloseCause : uint8_t {
   kTimeout,        // idle or frame timeout (ERROR TIMEOUT sent)
   kWriteTimeout,   // output waited longer than write_timeout (no ERROR; RST)
   kForced,         // drain deadline
-  kOverloaded,     // refused by --max-conns
+  kOverloaded,     // refused by --max-conns, or shed with ERROR OVERLOADED (memory budget)
+  kShed,           // shed by the memory budget with output queued: dropped, RST
 };
 
 class Session : NonCopyable {
@@ -98,6 +112,8 @@ class Session : NonCopyable {
   // --- time ---
   Nanos next_deadline() const;
   void on_tick(Nanos now);
+  /// True when on_tick(now) would close the connection for the idle or frame timeout.
+  bool input_timeout_due(Nanos now) const;
 
   // --- drain / admission ---
   void begin_drain(Nanos now);
@@ -105,10 +121,24 @@ class Session : NonCopyable {
   /// Queue ERROR OVERLOADED and finish after it is written (called right after accept).
   void refuse_overloaded(Nanos now);
 
+  // --- memory budget (core/memory_budget.h) ---
+  /// Bytes of pooled blocks this session holds (output, held input, partial frame).
+  size_t memory_held() const;
+  /// Closes the connection to give its memory back (the budget is past its limit): with
+  /// nothing queued, ERROR OVERLOADED is queued (the engine writes it, then closes);
+  /// otherwise everything is dropped and the engine closes with RST. Counted in
+  /// overload_actions (close_error / close_reset).
+  void shed(Nanos now);
+  /// Counts pause_read once per episode when the budget's pressure now holds this
+  /// connection back. Called by the session itself after it reads or sends; an engine
+  /// whose connection can sit blocked (the thread engine's write slices) calls it on each
+  /// wakeup after BudgetAccount::refresh().
+  void note_pressure();
+
   // --- end of life ---
   bool finished() const;
   CloseCause close_cause() const;
-  bool reset_on_close() const;  // true for the write-timeout drop
+  bool reset_on_close() const;  // true for the write-timeout drop and a shed with output
   /// True when bytes of a request frame have been received but not the whole frame.
   bool request_in_flight() const;
 
@@ -144,9 +174,13 @@ class Session : NonCopyable {
   void pump(Nanos now);
   bool can_examine() const;
   bool fetch_active() const { return fetch_chunk_ != 0; }
+  /// The write queue in effect (0 = unbounded): --write-queue, or pressure_queue() under
+  /// memory pressure or for a connection accepted under kShrink.
+  size_t queue_limit() const;
 
   // output
   void append(const uint8_t* p, size_t n, Nanos now);
+  void make_room_for_mark(Block* b);
   void append_fetch_data(size_t n, Nanos now);
   void add_requests(uint32_t count, Nanos rx);
   void reply_empty(proto::FrameType type, Nanos rx, Nanos now);
@@ -192,6 +226,8 @@ class Session : NonCopyable {
   CloseCause cause_ = CloseCause::kNone;    // set when finished
   bool goaway_sent_ : 1 = false;
   bool forced_in_flight_ : 1 = false;
+  bool shrunk_ : 1 = false;  // accepted under Pressure::kShrink: pressure_queue() for life
+  bool paused_ : 1 = false;  // held back by the pressure queue (counted once per episode)
 };
 
 }  // namespace c10m::core

@@ -11,6 +11,8 @@ void CounterTotals::add(const ThreadCounters& b, bool live) {
     live_conns_opened += opened;
     live_conns_closed += closed;
     live_write_queue_bytes += b.write_queue_bytes.load();
+    live_memory_budget_bytes += b.memory_budget_bytes.load();
+    live_memory_budget_limit += b.memory_budget_limit.load();
   }
   accept_total += b.accept_total.load();
   for (size_t i = 0; i < kAcceptErrorCount; ++i) accept_errors[i] += b.accept_errors[i].load();
@@ -23,6 +25,8 @@ void CounterTotals::add(const ThreadCounters& b, bool live) {
   for (size_t i = 0; i < kTimeoutKindCount; ++i) timeouts[i] += b.timeouts[i].load();
   write_queue_drops += b.write_queue_drops.load();
   drain_forced += b.drain_forced.load();
+  for (size_t i = 0; i < kOverloadActionCount; ++i)
+    overload_actions[i] += b.overload_actions[i].load();
   service_count += b.service_count.load();
   service_sum_ns += b.service_sum_ns.load();
   for (size_t i = 0; i < kServiceBucketCount; ++i)

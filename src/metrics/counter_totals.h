@@ -14,6 +14,7 @@ namespace c10m::metrics {
 
 constexpr size_t kAcceptErrorCount = static_cast<size_t>(AcceptError::kCount);
 constexpr size_t kTimeoutKindCount = static_cast<size_t>(TimeoutKind::kCount);
+constexpr size_t kOverloadActionCount = static_cast<size_t>(OverloadAction::kCount);
 constexpr size_t kFrameTypeSlots = 7;  // ThreadCounters::frames, by type value 1..6
 constexpr size_t kErrorCodeSlots = 7;  // ThreadCounters::protocol_errors, by code 1..6
 
@@ -37,6 +38,11 @@ struct CounterTotals {
   /// when bytes are queued on one thread's block and sent on another's).
   uint64_t live_write_queue_bytes = 0;
   uint64_t drain_forced = 0;
+  /// Gauges of live workers: budget bytes held (wrapping sum, like live_write_queue_bytes)
+  /// and the sum of the workers' limits.
+  uint64_t live_memory_budget_bytes = 0;
+  uint64_t live_memory_budget_limit = 0;
+  uint64_t overload_actions[kOverloadActionCount] = {};
   uint64_t service_count = 0;
   uint64_t service_sum_ns = 0;
   uint64_t service_buckets[kServiceBucketCount] = {};  // non-cumulative, like the blocks
@@ -51,6 +57,7 @@ struct CounterTotals {
   /// is meaningful. Clamped at 0 for the instant where a close is seen before its open.
   uint64_t conns_open() const { return clamp(live_conns_opened - live_conns_closed); }
   uint64_t write_queue_bytes() const { return clamp(live_write_queue_bytes); }
+  uint64_t memory_budget_bytes() const { return clamp(live_memory_budget_bytes); }
 
  private:
   static uint64_t clamp(uint64_t wrapped) { return wrapped > (uint64_t{1} << 63) ? 0 : wrapped; }

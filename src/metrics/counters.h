@@ -35,6 +35,15 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 enum class AcceptError : uint8_t { kEmfile, kEnfile, kNomem, kOther, kCount };
 enum class TimeoutKind : uint8_t { kIdle, kFrame, kWrite, kCount };
+/// Actions the memory budget takes (core/memory_budget.h), in the order they begin.
+enum class OverloadAction : uint8_t {
+  kPauseRead,    // a connection holding more than the pressure queue stopped being served
+  kShrinkQueue,  // a connection accepted under pressure got the pressure queue for life
+  kStopAccept,   // an event loop stopped accepting
+  kCloseError,   // a connection closed with ERROR OVERLOADED (nothing else was queued)
+  kCloseReset,   // a connection closed with RST (its queued output was dropped)
+  kCount
+};
 
 /// frame_service_seconds buckets (upper bounds, seconds); the last is +Inf.
 inline constexpr double kServiceBuckets[] = {1e-5, 5e-5, 1e-4,   2.5e-4, 5e-4, 1e-3, 2.5e-3,
@@ -56,6 +65,9 @@ struct alignas(64) ThreadCounters {
   Counter write_queue_drops;  // connections closed by the write timeout
   Counter write_queue_bytes;  // gauge: bytes currently queued (add on queue, sub on send)
   Counter drain_forced;
+  Counter memory_budget_bytes;  // gauge: bytes of pooled blocks sessions hold (budget use)
+  Counter memory_budget_limit;  // gauge: this process's --memory-limit (written by slot 0 only)
+  Counter overload_actions[static_cast<size_t>(OverloadAction::kCount)];
   Counter service_count;  // frame_service_seconds histogram
   Counter service_sum_ns;
   Counter service_buckets[kServiceBucketCount];  // non-cumulative counts

@@ -12,6 +12,8 @@ namespace {
 
 constexpr const char* kAcceptErrors[kAcceptErrorCount] = {"EMFILE", "ENFILE", "ENOMEM", "other"};
 constexpr const char* kTimeoutKinds[kTimeoutKindCount] = {"idle", "frame", "write"};
+constexpr const char* kOverloadActions[kOverloadActionCount] = {
+    "pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset"};
 
 class Writer {
  public:
@@ -78,6 +80,10 @@ const char* accept_error_label(AcceptError e) {
 const char* timeout_kind_label(TimeoutKind k) {
   const auto i = static_cast<size_t>(k);
   return i < kTimeoutKindCount ? kTimeoutKinds[i] : "?";
+}
+const char* overload_action_label(OverloadAction a) {
+  const auto i = static_cast<size_t>(a);
+  return i < kOverloadActionCount ? kOverloadActions[i] : "?";
 }
 
 void gather_scrape(const CounterSource& source, Scrape* out) {
@@ -154,6 +160,18 @@ void render_prometheus(const Scrape& s, std::string* out) {
           "Reply bytes queued in the server, not yet taken by the kernel.", t.write_queue_bytes());
   w.counter("c10m_drain_forced_total", "Connections force-closed at the drain deadline.",
             t.drain_forced);
+
+  w.gauge("c10m_memory_budget_bytes",
+          "Memory budget in use: bytes of pooled blocks connections hold (queued output, held "
+          "input, partial frames).",
+          t.memory_budget_bytes());
+  w.gauge("c10m_memory_budget_limit_bytes",
+          "The memory budget (--memory-limit; with workers, the sum of their shares; 0 = none).",
+          t.live_memory_budget_limit);
+  w.header("c10m_overload_actions_total", "counter",
+           "Actions taken as the memory budget filled, by action (docs/PROTOCOL.md).");
+  for (size_t i = 0; i < kOverloadActionCount; ++i)
+    w.labeled("c10m_overload_actions_total", "action", kOverloadActions[i], t.overload_actions[i]);
 
   uint64_t threads = 0;
   for (const ProcessStats& p : s.processes) threads += p.threads;

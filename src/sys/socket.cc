@@ -155,6 +155,14 @@ ssize_t read_some(int fd, void* buf, size_t len) {
   }
 }
 
+ssize_t read_nowait(int fd, void* buf, size_t len) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, len, MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
 ssize_t write_some(int fd, const void* buf, size_t len) {
   for (;;) {
     ssize_t n = ::send(fd, buf, len, MSG_NOSIGNAL);

@@ -81,6 +81,8 @@ int set_io_timeouts(int fd, int64_t recv_ns, int64_t send_ns);
 
 /// read/readv/write/writev: return bytes, 0 on EOF (reads), or -errno. EINTR is retried.
 ssize_t read_some(int fd, void* buf, size_t len);
+/// recv(MSG_DONTWAIT): what is already waiting, even on a blocking socket (-EAGAIN: none).
+ssize_t read_nowait(int fd, void* buf, size_t len);
 ssize_t write_some(int fd, const void* buf, size_t len);
 ssize_t writev_some(int fd, const iovec* iov, int iovcnt);
 /// shutdown(SHUT_WR): half-close our side. Returns 0 or -errno.

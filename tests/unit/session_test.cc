@@ -467,6 +467,22 @@ TEST(SessionTest, FetchUnboundedQueueProducesInBatches) {
   EXPECT_TRUE(d.session->wants_read());
 }
 
+TEST(SessionTest, FetchOfTinyChunksQueuesABoundedNumberOfFramesPerCall) {
+  // Fairness: whatever the chunk, one call produces at most kProduceFrames DATA frames;
+  // every write continues the FETCH, and the reply is whole and in order.
+  SessionLimits l = no_timeouts();
+  l.write_queue = 0;
+  Driver d(l);
+  const uint64_t total = 3 * kProduceFrames + 17;
+  d.session->on_bytes(cat({frame(FrameType::kFetch, spec(total, 1)), frame(FrameType::kPing)}),
+                      d.now);
+  EXPECT_EQ(d.session->queued_bytes(), kProduceFrames * 4);
+  d.flush(100);  // one on_sent(): at most kProduceFrames more
+  EXPECT_EQ(d.session->queued_bytes(), kProduceFrames * 4 - 100 + kProduceFrames * 4);
+  d.flush();
+  EXPECT_EQ(d.out, cat({fetch_reply(total, 1), frame(FrameType::kPing)}));
+}
+
 TEST(SessionTest, FetchFromFileWraps) {
   char path[] = "/tmp/c10m_fetch_XXXXXX";
   const int fd = mkstemp(path);
@@ -1314,6 +1330,203 @@ TEST(SessionTest, WorksWithoutCountersAndWithoutPooling) {
   d.flush();
   EXPECT_TRUE(d.session->finished());
   EXPECT_EQ(d.pool.cached(), 0u);
+}
+
+// --- the write timeout as a minimum read rate -------------------------------------------------
+
+/// A reader that takes `piece` bytes every `piece / rate` seconds from an endless FETCH.
+/// Returns true if the session dropped it for the write timeout within 20 s.
+bool slow_reader_dropped(size_t write_queue, Nanos write_timeout, double rate, size_t piece) {
+  SessionLimits l = no_timeouts();
+  l.write_queue = write_queue;
+  l.write_timeout = write_timeout;
+  Driver d(l);
+  // Frames of exactly `piece` bytes: one frame read, one frame queued, per step.
+  d.session->on_bytes(
+      frame(FrameType::kFetch, spec(uint64_t{1} << 40, static_cast<uint32_t>(piece - 3))), d.now);
+  const auto dt = static_cast<Nanos>(static_cast<double>(piece) / rate * kSecond);
+  const Nanos end = d.now + 20 * kSecond;
+  while (d.now < end && !d.session->finished()) {
+    d.now += dt;
+    if (d.now >= d.session->next_deadline()) d.session->on_tick(d.now);
+    if (d.session->finished()) break;
+    d.flush(piece);
+  }
+  return d.session->finished() && d.session->close_cause() == CloseCause::kWriteTimeout;
+}
+
+// docs/PROTOCOL.md: a reader must sustain R_min = --write-queue / --write-timeout; the
+// marks make it blame a byte for at most ~4 KiB of extra reading, so one at
+// (--write-queue + 4 KiB) / --write-timeout is always served. Read sizes from 512 B
+// (many write batches per block: marks are merged) to 8 KiB.
+TEST(SessionTest, ReaderJustBelowTheMinimumReadRateIsDropped) {
+  for (const size_t piece : {512, 1024, 4096, 8192}) {
+    const size_t q = 64 * 1024;
+    EXPECT_TRUE(slow_reader_dropped(q, kSecond, 0.97 * q, piece)) << piece;
+    EXPECT_TRUE(slow_reader_dropped(256 * 1024, 10 * kSecond, 0.97 * 256 * 1024 / 10, piece))
+        << piece;
+  }
+}
+
+TEST(SessionTest, ReaderJustAboveTheMinimumReadRateIsServed) {
+  for (const size_t piece : {512, 1024, 4096, 8192}) {
+    const size_t q = 64 * 1024;
+    EXPECT_FALSE(slow_reader_dropped(q, kSecond, 1.03 * (q + 4096), piece)) << piece;
+    EXPECT_FALSE(
+        slow_reader_dropped(256 * 1024, 10 * kSecond, 1.03 * (256 * 1024 + 4096) / 10, piece))
+        << piece;
+  }
+}
+
+// --- memory budget ---------------------------------------------------------------------------
+
+TEST(MemoryBudgetTest, LevelsBeginAtTheirPercentages) {
+  MemoryBudget b(1000, BudgetLevels{50, 70, 85});
+  EXPECT_EQ(b.pressure_for(0), Pressure::kNone);
+  EXPECT_EQ(b.pressure_for(499), Pressure::kNone);
+  EXPECT_EQ(b.pressure_for(500), Pressure::kPause);
+  EXPECT_EQ(b.pressure_for(700), Pressure::kShrink);
+  EXPECT_EQ(b.pressure_for(850), Pressure::kStopAccept);
+  EXPECT_EQ(b.pressure_for(999), Pressure::kStopAccept);
+  EXPECT_EQ(b.pressure_for(1000), Pressure::kShed);
+  EXPECT_EQ(b.shed_resume(), 950u);
+  MemoryBudget none(0);
+  EXPECT_EQ(none.pressure_for(uint64_t{1} << 60), Pressure::kNone);
+}
+
+TEST(MemoryBudgetTest, ParsesLevels) {
+  BudgetLevels l;
+  EXPECT_EQ(parse_budget_levels("40,60,90", &l), "");
+  EXPECT_EQ(l.pause, 40u);
+  EXPECT_EQ(l.shrink, 60u);
+  EXPECT_EQ(l.stop_accept, 90u);
+  EXPECT_NE(parse_budget_levels("60,40,90", &l), "");
+  EXPECT_NE(parse_budget_levels("40,60", &l), "");
+  EXPECT_NE(parse_budget_levels("40,60,100", &l), "");
+  EXPECT_NE(parse_budget_levels("a,b,c", &l), "");
+}
+
+TEST(MemoryBudgetTest, AccountsReserveWholeChunks) {
+  MemoryBudget b(100 << 20);
+  metrics::ThreadCounters counters;
+  {
+    BudgetAccount a(&b, 1 << 20, &counters);
+    a.charge(100 * 1024);
+    EXPECT_EQ(b.used(), 1u << 20);
+    a.charge(1 << 20);
+    EXPECT_EQ(b.used(), 2u << 20);
+    EXPECT_EQ(counters.memory_budget_bytes.load(), (1u << 20) + 100 * 1024);
+    a.credit(1 << 20);
+    EXPECT_EQ(b.used(), 2u << 20);  // one chunk of headroom: no ping-pong
+    a.credit(100 * 1024);
+    EXPECT_EQ(a.held(), 0u);
+    EXPECT_EQ(counters.memory_budget_bytes.load(), 0u);
+  }
+  EXPECT_EQ(b.used(), 0u);  // the account gave its reservation back
+  BudgetAccount exact(&b, 0, nullptr);
+  exact.charge(5);
+  EXPECT_EQ(b.used(), 5u);
+  exact.credit(5);
+  EXPECT_EQ(b.used(), 0u);
+}
+
+/// A session whose blocks are charged to `account`.
+struct BudgetDriver : Driver {
+  BudgetDriver(BudgetAccount* account, SessionLimits l = no_timeouts()) : Driver(l) {
+    env.account = account;
+    session = std::make_unique<Session>(env, now);
+  }
+};
+
+size_t action(const metrics::ThreadCounters& c, metrics::OverloadAction a) {
+  return c.overload_actions[static_cast<size_t>(a)].load();
+}
+
+TEST(SessionBudgetTest, SessionChargesExactlyTheBlocksItHolds) {
+  MemoryBudget b(0);
+  BudgetAccount a(&b, 0, nullptr);
+  {
+    BudgetDriver d(&a);
+    d.session->on_bytes(frame(FrameType::kFetch, spec(1 << 20, 1000)), d.now);
+    EXPECT_GT(a.held(), 0u);
+    EXPECT_EQ(a.held(), d.session->memory_held());
+    d.session->on_bytes(Bytes{0x02, 0x10}, d.now);  // held input behind the FETCH
+    EXPECT_EQ(a.held(), d.session->memory_held());
+    d.flush(100000);
+    EXPECT_EQ(a.held(), d.session->memory_held());
+  }
+  EXPECT_EQ(a.held(), 0u);
+  EXPECT_EQ(b.used(), 0u);
+}
+
+TEST(SessionBudgetTest, UnderPressureAConnectionHoldingMoreThanThePressureQueueIsPaused) {
+  MemoryBudget b(100 << 20, BudgetLevels{50, 70, 85});
+  BudgetAccount others(&b, 0, nullptr);
+  BudgetAccount a(&b, 0, nullptr);
+  SessionLimits l = no_timeouts();  // write queue 256 KiB: pressure queue 32 KiB
+  BudgetDriver d(&a, l);
+  others.charge(60 << 20);  // the budget is at 60%: kPause
+  a.refresh();
+  d.session->on_bytes(frame(FrameType::kFetch, spec(1 << 30, 4000)), d.now);
+  EXPECT_LE(d.session->queued_bytes(), pressure_queue(l.write_queue) + 4003);
+  EXPECT_GE(d.session->queued_bytes(), pressure_queue(l.write_queue));
+  EXPECT_EQ(action(d.counters, metrics::OverloadAction::kPauseRead), 1u);
+  EXPECT_EQ(action(d.counters, metrics::OverloadAction::kShrinkQueue), 0u);
+  // Pressure gone: it is fed up to the whole queue again.
+  others.credit(60 << 20);
+  a.refresh();
+  d.flush(8000);
+  EXPECT_GT(d.session->queued_bytes(), 200u * 1024);
+}
+
+TEST(SessionBudgetTest, AConnectionAcceptedUnderShrinkKeepsThePressureQueue) {
+  MemoryBudget b(100 << 20, BudgetLevels{50, 70, 85});
+  BudgetAccount others(&b, 0, nullptr);
+  BudgetAccount a(&b, 0, nullptr);
+  others.charge(75 << 20);  // kShrink
+  a.refresh();
+  BudgetDriver d(&a);
+  EXPECT_EQ(action(d.counters, metrics::OverloadAction::kShrinkQueue), 1u);
+  others.credit(75 << 20);
+  a.refresh();  // no pressure any more, but this connection keeps its small queue
+  d.session->on_bytes(frame(FrameType::kFetch, spec(1 << 30, 4000)), d.now);
+  EXPECT_LE(d.session->queued_bytes(), pressure_queue(256 * 1024) + 4003);
+  d.flush(100000);
+  EXPECT_LE(d.session->queued_bytes(), pressure_queue(256 * 1024) + 4003);
+}
+
+TEST(SessionBudgetTest, ShedWithOutputQueuedDropsItAndResets) {
+  MemoryBudget b(0);
+  BudgetAccount a(&b, 0, nullptr);
+  BudgetDriver d(&a);
+  d.session->on_bytes(frame(FrameType::kFetch, spec(1 << 30, 4000)), d.now);
+  ASSERT_TRUE(d.session->has_output());
+  d.session->shed(d.now);
+  EXPECT_TRUE(d.session->finished());
+  EXPECT_TRUE(d.session->reset_on_close());
+  EXPECT_EQ(d.session->close_cause(), CloseCause::kShed);
+  EXPECT_EQ(a.held(), 0u);
+  EXPECT_EQ(action(d.counters, metrics::OverloadAction::kCloseReset), 1u);
+  EXPECT_EQ(count(d.counters.write_queue_bytes), 0u);
+}
+
+TEST(SessionBudgetTest, ShedWithNothingQueuedSendsOverloadedAtAFrameBoundary) {
+  MemoryBudget b(0);
+  BudgetAccount a(&b, 0, nullptr);
+  BudgetDriver d(&a);
+  d.session->on_bytes(cat({header(0x02, 1000), pattern(100)}), d.now);  // a partial ECHO
+  EXPECT_GT(a.held(), 0u);
+  d.session->shed(d.now);
+  EXPECT_FALSE(d.session->wants_read());
+  d.flush();
+  EXPECT_TRUE(d.session->finished());
+  EXPECT_FALSE(d.session->reset_on_close());
+  const auto frames = split_frames(d.out);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].type, 0xFF);
+  EXPECT_EQ(frames[0].payload[0], static_cast<uint8_t>(proto::ErrorCode::kOverloaded));
+  EXPECT_EQ(a.held(), 0u);
+  EXPECT_EQ(action(d.counters, metrics::OverloadAction::kCloseError), 1u);
 }
 
 }  // namespace

@@ -24,6 +24,8 @@ EpollEngine::EpollEngine(const core::ServerConfig& config, CounterSlots* counter
   shared_.config = &config_;
   shared_.content = content_.get();
   shared_.drain_fd = drain_fd_.get();
+  budget_ = std::make_unique<core::MemoryBudget>(config_.memory_limit, config_.overload_levels);
+  shared_.budget = budget_.get();
 }
 
 EpollEngine::~EpollEngine() {
@@ -64,6 +66,7 @@ DrainReport EpollEngine::run() {
       return {};
     }
   }
+  counters_->slot(0)->memory_budget_limit.set(config_.memory_limit);
   const bool per_loop = inherited_fd_ < 0 && config_.reuseport;
   std::vector<std::unique_ptr<EpollLoop>> loops;
   for (int i = 0; i < threads_; ++i) {

@@ -34,6 +34,7 @@ class EpollEngine final : public Engine {
   std::unique_ptr<core::ContentSource> content_;
   std::unique_ptr<CounterSlots> own_counters_;  // when the caller gave none
   CounterSlots* counters_;
+  std::unique_ptr<core::MemoryBudget> budget_;
   EpollShared shared_;
   sys::Fd drain_fd_;
   std::vector<sys::Fd> listeners_;  // owned (bound here); empty with an inherited listener

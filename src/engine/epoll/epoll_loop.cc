@@ -3,10 +3,14 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "base/log.h"
+#include "base/memory_release.h"
 #include "sys/socket.h"
 
 namespace c10m::engine {
@@ -27,9 +31,10 @@ EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener
       listen_fd_(listen_fd),
       exclusive_listener_(exclusive_listener),
       counters_(counters),
-      pool_(core::kSessionBlockSize, shared->config->pool),
-      small_pool_(core::kSessionSmallBlockSize, shared->config->pool),
+      pool_(core::kSessionBlockSize, shared->config->pool, kPoolCache),
+      small_pool_(core::kSessionSmallBlockSize, shared->config->pool, kSmallPoolCache),
       scratch_(new uint8_t[shared->config->readbuf]),
+      account_(shared->budget, core::BudgetAccount::kLoopChunk, counters),
       wheel_(mono_now()) {
   env_.limits = config_.limits;
   env_.content = shared->content;
@@ -37,10 +42,12 @@ EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener
   env_.small_pool = &small_pool_;
   env_.counters = counters_;
   env_.read_chunk = config_.readbuf;
+  env_.account = &account_;
 }
 
 EpollLoop::~EpollLoop() {
   abort_all();
+  free_closed();
   if (epfd_ >= 0) ::close(epfd_);
 }
 
@@ -112,6 +119,7 @@ void EpollLoop::set_paused(bool paused) {
 int EpollLoop::epoll_timeout_ms(Nanos now) const {
   Nanos next = wheel_.next_advance();
   if (listener_resume_at_ < next) next = listener_resume_at_;
+  if (config_.memory_release > 0 && next_maintenance_ < next) next = next_maintenance_;
   if (draining_) {
     if (!forced_ && drain_deadline_ < next) next = drain_deadline_;
     if (hard_deadline_ < next) next = hard_deadline_;
@@ -124,6 +132,7 @@ int EpollLoop::epoll_timeout_ms(Nanos now) const {
 
 DrainReport EpollLoop::run() {
   epoll_event events[kMaxEvents];
+  next_maintenance_ = mono_now() + config_.memory_release;
   for (;;) {
     if (draining_ && conns_ == 0) break;
     const int n = ::epoll_wait(epfd_, events, kMaxEvents, epoll_timeout_ms(mono_now()));
@@ -132,9 +141,12 @@ DrainReport EpollLoop::run() {
       break;
     }
     const Nanos now = mono_now();
+    account_.refresh();
     bool accept_ready = false;
     bool drain_ready = false;
     bool kicked = false;
+    // Phase 1: connections with input (requests are answered this turn); listener, drain.
+    int outputs = 0;
     for (int i = 0; i < n; ++i) {
       void* p = events[i].data.ptr;
       if (p == &kListenTag) {
@@ -143,36 +155,71 @@ DrainReport EpollLoop::run() {
         drain_ready = true;
       } else if (p == &kKickTag) {
         kicked = true;
+      } else if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        auto* c = static_cast<EpollConn*>(p);
+        if (!c->closed) on_input_event(c, events[i].events, now);
+        events[i].data.ptr = nullptr;  // served
       } else {
-        on_conn_event(static_cast<EpollConn*>(p), events[i].events, now);
+        ++outputs;
       }
     }
-    // Connection events first: drain and accept may close or create connections, which
-    // must not happen while later events of the batch still point at them.
+    // Phase 2: output only, kTurnWriteBudget shared round-robin.
+    if (outputs > 0) {
+      size_t budget = kTurnWriteBudget;
+      int left = outputs;
+      const int start = static_cast<int>(rr_ % static_cast<size_t>(n));
+      for (int k = 0; k < n && left > 0; ++k) {
+        const int i = (start + k) % n;
+        void* p = events[i].data.ptr;
+        if (p == nullptr || p == &kListenTag || p == &kDrainTag || p == &kKickTag) continue;
+        auto* c = static_cast<EpollConn*>(p);
+        --left;
+        if (c->closed) continue;
+        if (budget == 0) break;
+        const size_t quota = std::max(kMinWriteQuota, budget / static_cast<size_t>(left + 1));
+        const uint64_t before = counters_->bytes_out.load();
+        on_output_event(c, quota, now);
+        const uint64_t wrote = counters_->bytes_out.load() - before;
+        budget -= std::min<uint64_t>(budget, wrote);
+        ++rr_;
+      }
+    }
+    // Connection events first: drain and accept create connections, and the batch's
+    // closed connections are freed only now.
+    free_closed();
     if (drain_ready && !draining_) start_drain(now);
     if (accept_ready && !draining_ && listener_registered_) accept_burst(now);
     if (kicked && !draining_) sync_listener(/*rearm=*/true);
-    wheel_.advance(now, [this, now](TimerNode* node) {
-      auto* c = static_cast<EpollConn*>(node);
-      c->session.on_tick(now);
-      if (c->session.has_output() && !flush(c, now)) {
-        close_conn(c, true);
-        return;
-      }
-      settle(c, now);
-    });
+    wheel_.advance(now,
+                   [this, now](TimerNode* node) { on_timer(static_cast<EpollConn*>(node), now); });
+    free_closed();
+    // The memory budget stops accepting at Pressure::kStopAccept (rechecked every
+    // kBudgetRecheck); the listener comes back once it falls below.
+    const bool budget_full = account_.pressure() >= core::Pressure::kStopAccept;
     if (!draining_ && !listener_registered_ && now >= listener_resume_at_ &&
-        !shared_->paused.load(std::memory_order_relaxed))
-      add_listener();
+        !shared_->paused.load(std::memory_order_relaxed)) {
+      if (budget_full) {
+        listener_resume_at_ = now + kBudgetRecheck;
+      } else {
+        add_listener();
+      }
+    }
+    if (!draining_ && listener_registered_ && budget_full) {
+      remove_listener();
+      listener_resume_at_ = now + kBudgetRecheck;
+      counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kStopAccept)].add();
+    }
+    if (config_.memory_release > 0 && now >= next_maintenance_) maintain(now);
     if (draining_ && !forced_ && now >= drain_deadline_) force_all(now);
     if (draining_ && now >= hard_deadline_) abort_all();
+    free_closed();
   }
   return report_;
 }
 
-void EpollLoop::on_conn_event(EpollConn* c, uint32_t ev, Nanos now) {
+void EpollLoop::on_input_event(EpollConn* c, uint32_t ev, Nanos now) {
   bool alive = true;
-  if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->peer_eof && c->session.wants_read()) {
+  if (!c->peer_eof && c->session.wants_read()) {
     alive = read_burst(c, now);
   } else if (c->session.has_output()) {
     alive = flush(c, now);
@@ -186,12 +233,43 @@ void EpollLoop::on_conn_event(EpollConn* c, uint32_t ev, Nanos now) {
     return;
   }
   settle(c, now);
+  check_budget(now);
+}
+
+void EpollLoop::on_output_event(EpollConn* c, size_t quota, Nanos now) {
+  if (c->session.has_output() && !flush(c, now, quota)) {
+    close_conn(c, true);
+    return;
+  }
+  settle(c, now);
+  check_budget(now);
+}
+
+void EpollLoop::on_timer(EpollConn* c, Nanos now) {
+  core::Session& s = c->session;
+  // Read what is already waiting before timing the peer out: the delay may be ours (a busy
+  // turn, or small reads). Bounded: a peer that keeps sending is not timed out anyway.
+  for (int i = 0; i < 16 && !c->peer_eof && s.wants_read() && s.input_timeout_due(now); ++i) {
+    const uint64_t before = counters_->bytes_in.load();
+    if (!read_burst(c, now)) {
+      close_conn(c, true);
+      return;
+    }
+    if (counters_->bytes_in.load() == before) break;  // nothing was waiting
+  }
+  s.on_tick(now);
+  if (s.has_output() && !flush(c, now)) {
+    close_conn(c, true);
+    return;
+  }
+  settle(c, now);
+  check_budget(now);
 }
 
 bool EpollLoop::read_burst(EpollConn* c, Nanos now) {
   core::Session& s = c->session;
   size_t bytes = 0;
-  for (int reads = 0; reads < kMaxReadsPerEvent && bytes < kMaxReadBytesPerEvent; ++reads) {
+  for (int reads = 0; reads < kMaxReadsPerEvent && bytes < kReadBudget; ++reads) {
     if (!s.wants_read()) {
       // Backpressure: write first; reading resumes only if that made room.
       if (!flush(c, now)) return false;
@@ -215,7 +293,7 @@ bool EpollLoop::read_burst(EpollConn* c, Nanos now) {
   return flush(c, now);
 }
 
-bool EpollLoop::flush(EpollConn* c, Nanos now) {
+bool EpollLoop::flush(EpollConn* c, Nanos now, size_t quota) {
   core::Session& s = c->session;
   size_t written = 0;
   while (s.has_output() && !s.finished()) {
@@ -231,8 +309,8 @@ bool EpollLoop::flush(EpollConn* c, Nanos now) {
       now = mono_now();
       s.on_sent(static_cast<size_t>(n), now);
       written += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < want) break;      // kernel buffer full: EPOLLOUT
-      if (written >= kMaxWriteBytesPerEvent) break;  // fairness: EPOLLOUT brings us back
+      if (static_cast<size_t>(n) < want) break;  // kernel buffer full: EPOLLOUT
+      if (written >= quota) break;               // fairness: EPOLLOUT brings us back
       continue;
     }
     if (n == -EAGAIN || n == -EWOULDBLOCK) break;
@@ -284,7 +362,62 @@ void EpollLoop::close_conn(EpollConn* c, bool aborted) {
     ::close(c->fd);  // also removes it from the epoll set
   }
   --conns_;
-  delete c;
+  c->closed = true;
+  c->fd = -1;
+  c->all_prev = nullptr;
+  c->all_next = closed_head_;
+  closed_head_ = c;
+}
+
+void EpollLoop::free_closed() {
+  while (closed_head_ != nullptr) {
+    EpollConn* c = closed_head_;
+    closed_head_ = c->all_next;
+    delete c;  // its Session returns its blocks (credited to the budget) here
+  }
+}
+
+void EpollLoop::check_budget(Nanos now) {
+  if (account_.pressure() == core::Pressure::kShed) shed(now);
+}
+
+void EpollLoop::shed(Nanos now) {
+  core::MemoryBudget* budget = shared_->budget;
+  if (budget == nullptr) return;
+  // This loop's connections holding memory, largest first (a scan, on this rare path only:
+  // the budget is past its limit).
+  std::vector<std::pair<size_t, EpollConn*>> held;
+  for (EpollConn* c = all_head_; c != nullptr; c = c->all_next) {
+    const size_t h = c->session.memory_held();
+    if (h != 0) held.emplace_back(h, c);
+  }
+  std::sort(held.begin(), held.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& [bytes, c] : held) {
+    if (budget->used() <= budget->shed_resume()) break;
+    c->session.shed(now);
+    // A shed session has already given its blocks back (but the ERROR frame's).
+    if (c->session.has_output() && !flush(c, now)) {
+      close_conn(c, true);
+    } else {
+      settle(c, now);
+    }
+  }
+  account_.refresh();
+}
+
+void EpollLoop::maintain(Nanos now) {
+  next_maintenance_ = now + config_.memory_release;
+  // Keep a small cache when the loop is quiet; give the rest back.
+  pool_.trim(pool_.outstanding() == 0 ? 0 : kPoolCache / 4);
+  small_pool_.trim(small_pool_.outstanding() == 0 ? 0 : kSmallPoolCache / 4);
+  const size_t freed = pool_.take_freed() + small_pool_.take_freed();
+  if (freed == 0) return;
+  // One loop at a time returns the process's free memory to the OS.
+  Nanos last = shared_->last_release.load(std::memory_order_relaxed);
+  if (now - last < config_.memory_release) return;
+  if (!shared_->last_release.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  release_free_memory();
 }
 
 void EpollLoop::accept_burst(Nanos now) {

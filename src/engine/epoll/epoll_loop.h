@@ -5,6 +5,15 @@
 // Thread rule: everything here except EpollShared is touched by the loop's thread only.
 // Memory: per connection only an EpollConn (fd, flags, wheel and list links, Session); an
 // idle connection owns no buffer. Input is read into the loop's one scratch buffer.
+// Blocks are charged to the loop's BudgetAccount (core/memory_budget.h); the loop stops
+// accepting and sheds the connections holding the most as the process budget fills.
+//
+// Fairness, per loop turn (one epoll_wait): connections with input are served first
+// (read at most kReadBudget bytes, then write at most kReplyQuota of what they are owed),
+// then connections that only have output pending share kTurnWriteBudget bytes, at least
+// kMinWriteQuota each, taken round-robin; the rest wait for the next turn (level-triggered
+// EPOLLOUT brings them back). A FETCH queues at most core::kProduceFrames frames per send,
+// so no connection produces, reads or writes without bound in one turn.
 #include <sys/epoll.h>
 
 #include <atomic>
@@ -15,6 +24,7 @@
 #include "base/buffer_pool.h"
 #include "base/clock.h"
 #include "base/noncopyable.h"
+#include "core/memory_budget.h"
 #include "core/session.h"
 #include "engine/engine.h"
 #include "engine/engine_support.h"
@@ -30,6 +40,8 @@ struct EpollShared {
   std::atomic<uint64_t> open{0};        // open connections, process-wide (--max-conns)
   std::atomic<Nanos> drain_at{kNever};  // when request_drain() was first called
   AcceptErrorLog accept_log;
+  core::MemoryBudget* budget = nullptr;  // this process's memory budget (may be unlimited)
+  std::atomic<Nanos> last_release{0};    // when free memory was last returned to the OS
   // Worker mode (engine.h WorkerListener). pause_at 0: never pause (single process, or
   // own SO_REUSEPORT listeners).
   bool shared_listener = false;  // inherited: never shut down by the engine
@@ -50,17 +62,24 @@ struct EpollConn : TimerNode {
   int fd;
   uint32_t events = 0;    // epoll interest currently registered
   bool peer_eof = false;  // read() returned 0: no more EPOLLIN
+  bool closed = false;    // closed during this turn; freed after it (events may point here)
   core::Session session;
 };
 
 class EpollLoop : NonCopyable {
  public:
-  // Per readiness event of one connection: at most this many reads / bytes read, and at
-  // most this many bytes written, before the loop moves on (fairness; level-triggered
-  // epoll brings the connection back on the next round).
+  // Fairness bounds per connection and per turn (see the header comment).
   static constexpr int kMaxReadsPerEvent = 16;
-  static constexpr size_t kMaxReadBytesPerEvent = 1 << 20;
-  static constexpr size_t kMaxWriteBytesPerEvent = 1 << 20;
+  static constexpr size_t kReadBudget = 256 * 1024;
+  static constexpr size_t kReplyQuota = 64 * 1024;
+  static constexpr size_t kTurnWriteBudget = 256 * 1024;
+  static constexpr size_t kMinWriteQuota = 16 * 1024;
+  // Pools keep at most this many free blocks (the rest goes back to the allocator), and
+  // trim to the low mark once a second when the loop was not short of blocks.
+  static constexpr size_t kPoolCache = 32;
+  static constexpr size_t kSmallPoolCache = 256;
+  // While the budget stops accepting, re-check it this often.
+  static constexpr Nanos kBudgetRecheck = 100 * kMillisecond;
   static constexpr int kAcceptBurst = 64;
   static constexpr int kMaxEvents = 256;
   static constexpr int kMaxIov = 64;
@@ -80,11 +99,20 @@ class EpollLoop : NonCopyable {
   DrainReport run();
 
  private:
-  void on_conn_event(EpollConn* c, uint32_t ev, Nanos now);
+  void on_input_event(EpollConn* c, uint32_t ev, Nanos now);
+  void on_output_event(EpollConn* c, size_t quota, Nanos now);
+  void on_timer(EpollConn* c, Nanos now);
   bool read_burst(EpollConn* c, Nanos now);  // false: connection dead (I/O error)
-  bool flush(EpollConn* c, Nanos now);       // false: connection dead
-  void settle(EpollConn* c, Nanos now);      // close if finished, else interest + timer
+  /// Writes at most `quota` bytes (more if one writev takes them). false: connection dead.
+  bool flush(EpollConn* c, Nanos now, size_t quota = kReplyQuota);
+  void settle(EpollConn* c, Nanos now);  // close if finished, else interest + timer
+  /// Unlinks, closes the fd and marks `c` closed; it is freed by free_closed() after the
+  /// turn (later events of the same epoll_wait batch may still point at it).
   void close_conn(EpollConn* c, bool aborted);
+  void free_closed();
+  void check_budget(Nanos now);  // after each connection event: shed past the limit
+  void shed(Nanos now);
+  void maintain(Nanos now);  // once a second: trim pools, return free memory to the OS
   void accept_burst(Nanos now);
   void refuse(int fd, Nanos now);
   void add_listener();
@@ -110,10 +138,14 @@ class EpollLoop : NonCopyable {
   BufferPool pool_;
   BufferPool small_pool_;  // short partial frames (core::kSessionSmallBlockSize)
   std::unique_ptr<uint8_t[]> scratch_;
+  core::BudgetAccount account_;
   core::SessionEnv env_;
   TimingWheel wheel_;
 
   EpollConn* all_head_ = nullptr;
+  EpollConn* closed_head_ = nullptr;  // closed this turn, freed by free_closed()
+  size_t rr_ = 0;                     // round-robin start among output-only events
+  Nanos next_maintenance_ = 0;
   uint64_t conns_ = 0;
   bool listener_registered_ = false;
   Nanos listener_resume_at_ = kNever;  // accept back-off after EMFILE & co

@@ -58,6 +58,8 @@ ThreadEngine::ThreadEngine(const core::ServerConfig& config, CounterSlots* count
     counters = own_counters_.get();
   }
   shared_counters_ = counters->slot(0);
+  budget_ = std::make_unique<core::MemoryBudget>(config.memory_limit, config.overload_levels);
+  shared_counters_->memory_budget_limit.set(config.memory_limit);
   drain_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!drain_fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   stack_size_ = std::max<size_t>(config.thread_stack, PTHREAD_STACK_MIN) * kStackFactor;
@@ -185,7 +187,20 @@ void ThreadEngine::acceptor_main() {
   env.pool = &pool;
   env.counters = counters.get();
   env.read_chunk = config_.readbuf;
+  bool budget_stopped = false;
   for (;;) {
+    if (budget_->pressure() >= core::Pressure::kStopAccept && !drain_requested_.load()) {
+      // The memory budget is nearly full: leave new connections in the backlog.
+      if (!budget_stopped) {
+        budget_stopped = true;
+        counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kStopAccept)].add();
+        merge_counters(counters.get(), shared_counters_);
+      }
+      pollfd p{drain_fd_.get(), POLLIN, 0};
+      ::poll(&p, 1, 100);
+      continue;
+    }
+    budget_stopped = false;
     if (worker_.capacity != 0 && open_.load(std::memory_order_relaxed) >= worker_.capacity &&
         !wait_for_room())
       break;
@@ -331,6 +346,7 @@ bool ThreadEngine::serve(Conn* c) {
   BufferPool pool(core::kSessionBlockSize, config_.pool, 1);
   BufferPool small_pool(core::kSessionSmallBlockSize, config_.pool, 1);
   std::unique_ptr<uint8_t[]> buf(new uint8_t[config_.readbuf]);  // off the small stack
+  core::BudgetAccount account(budget_.get(), 0, counters);
   core::SessionEnv env;
   env.limits = config_.limits;
   env.content = content_.get();
@@ -338,6 +354,7 @@ bool ThreadEngine::serve(Conn* c) {
   env.small_pool = &small_pool;
   env.counters = counters;
   env.read_chunk = config_.readbuf;
+  env.account = &account;
 
   Nanos now = mono_now();
   core::Session s(env, now);
@@ -348,7 +365,7 @@ bool ThreadEngine::serve(Conn* c) {
   Nanos drain_deadline = kNever;
   Nanos hard_deadline = kNever;
 
-  auto check_time = [&](Nanos t) {
+  auto check_time = [&](Nanos t, bool stalled) {
     if (!drain_seen && drain_requested_.load(std::memory_order_relaxed)) {
       drain_seen = true;
       s.begin_drain(t);
@@ -365,11 +382,38 @@ bool ThreadEngine::serve(Conn* c) {
       s.force_close(t);
       hard_deadline = t + config_.limits.write_timeout + kForceGrace;
     }
-    if (t >= s.next_deadline()) s.on_tick(t);
+    account.refresh();
+    s.note_pressure();
+    // Past the limit a connection sheds itself if it is a holder the budget must reclaim:
+    // its output has not moved for a whole write slice (`stalled`), or it holds input with
+    // nothing to write (partial or held frames). A connection that is merely answering
+    // (its reply queued a moment ago) is not one.
+    if (account.pressure() == core::Pressure::kShed && s.memory_held() != 0 &&
+        (stalled || !s.has_output()) && budget_->used() > budget_->shed_resume())
+      s.shed(t);
+    if (t >= s.next_deadline()) {
+      // Read what is already waiting before timing the peer out: the delay may be ours
+      // (this thread was not scheduled, or read in small pieces).
+      while (!peer_eof && s.wants_read() && s.input_timeout_due(t)) {
+        const ssize_t n = sys::read_nowait(fd, buf.get(), config_.readbuf);
+        if (n > 0) {
+          s.on_bytes({buf.get(), static_cast<size_t>(n)}, t);
+          continue;
+        }
+        if (n == 0) {
+          peer_eof = true;
+          s.on_peer_eof(t);
+        } else if (n != -EAGAIN && n != -EWOULDBLOCK) {
+          aborted = true;
+        }
+        break;
+      }
+      if (!aborted) s.on_tick(t);
+    }
     if (t >= hard_deadline) aborted = true;
   };
 
-  check_time(now);
+  check_time(now, false);
   for (;;) {
     // Write everything owed, blocking in slices.
     while (!aborted && s.has_output() && !s.finished()) {
@@ -383,8 +427,8 @@ bool ThreadEngine::serve(Conn* c) {
         continue;
       }
       if (n == -EAGAIN || n == -EWOULDBLOCK) {  // a slice passed with the peer not reading
-        merge_counters(counters, shared_counters_);
-        check_time(now);
+        check_time(now, /*stalled=*/true);
+        merge_counters(counters, shared_counters_);  // after: overload actions show at once
         continue;
       }
       aborted = true;
@@ -420,7 +464,7 @@ bool ThreadEngine::serve(Conn* c) {
         aborted = true;
       }
     }
-    if (!aborted) check_time(now);
+    if (!aborted) check_time(now, false);
     if (aborted) break;
   }
 

@@ -21,12 +21,19 @@
 // Memory per connection: the thread's stack, one heap read buffer of config.readbuf bytes
 // (allocated when the thread starts), a private counter block, and a BufferPool that
 // keeps at most one free block.
+//
+// Memory budget: each connection thread has its own BudgetAccount (chunk 0: an atomic add
+// per block). The acceptor stops accepting at Pressure::kStopAccept; past the limit a
+// connection thread sheds itself when it next wakes (at most one write slice later) if its
+// output has not moved for a whole slice or it holds input with nothing to write: the
+// baseline's approximation of "largest first".
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "core/memory_budget.h"
 #include "engine/engine.h"
 #include "engine/engine_support.h"
 #include "sys/socket.h"
@@ -67,6 +74,7 @@ class ThreadEngine final : public Engine {
 
   core::ServerConfig config_;
   std::unique_ptr<core::ContentSource> content_;
+  std::unique_ptr<core::MemoryBudget> budget_;
   std::unique_ptr<CounterSlots> own_counters_;
   metrics::ThreadCounters* shared_counters_;  // slot 0: add_atomic only
   sys::Fd drain_fd_;

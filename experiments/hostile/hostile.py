@@ -1,0 +1,289 @@
+#!/usr/bin/python3
+"""One hostile fleet against one c10m-server with a memory budget, while 100 well-behaved
+clients measure latency (docs/FINDINGS.md section 11, issue 11).
+
+  experiments/hostile/hostile.py ATTACK [--conns N] [--attack 20] [--baseline 10]
+      [--memory-limit 256MiB] [--out results/hostile]
+
+ATTACK: slowloris (half partial headers, half partial 60,000-byte ECHOs with 8,000 bytes
+sent), slow-readers (FETCH of 1 GiB with SO_RCVBUF 4 KiB: half never read, half read
+1 KiB/s), rst (connect, FETCH, reset, again), flood (hold connections beyond
+--max-conns), garbage (4 KiB of random bytes, read until closed, again), bulk (the
+fairness check: --conns FETCH readers that read as fast as they can; use --conns 8).
+
+Phases: start the server (epoll, one loop, pinned to CPU 0; clients on CPU 1); the good
+clients alone for --baseline s (their p99 is the baseline); then the fleet for --attack s
+with the good clients running again from 2 s in. The server's VmRSS, its budget gauges,
+its overload counters and the kernel's TCP memory are sampled every 0.25 s. Writes
+OUT/ATTACK.json (host record, git commit, commands, samples, fleet and client reports) and
+OUT/ATTACK.png (memory over time; the good clients' p99 per second). Ports 23000-23001.
+Run under /work/tools/quiet; needs build/release (make build).
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("HOSTILE_BUILD", os.path.join(ROOT, "build/release"))
+SERVER = os.path.join(BUILD, "apps/c10m-server")
+LOADCLIENT = os.path.join(BUILD, "apps/c10m-loadclient")
+FLEET = os.path.join(BUILD, "bench/hostile/hostile_fleet")
+PORT, METRICS = 23000, 23001
+SRCIPS = "127.0.0.2-127.0.0.30"
+GOOD = ["--conns", "100", "--rate", os.environ.get("HOSTILE_GOOD_RATE", "100"), "--op", "echo", "--payload", "64", "--warmup",
+        "1s", "--srcips", "127.0.0.40-127.0.0.41", "--quiet"]
+
+SIZES = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def parse_size(text):
+    m = re.fullmatch(r"(\d+)(KiB|MiB|GiB)?", text)
+    return int(m.group(1)) * SIZES.get(m.group(2), 1)
+
+
+def fleets(attack, conns, seconds):
+    """hostile_fleet argument lists for an attack."""
+    common = ["--addr", f"127.0.0.1:{PORT}", "--duration", f"{seconds}s", "--srcips", SRCIPS]
+    half = max(1, conns // 2)
+    if attack == "slowloris":
+        return [common + ["--mode", "slow-header", "--conns", str(half), "--rate", "5000"],
+                common + ["--mode", "slow-echo", "--conns", str(conns - half), "--rate", "5000",
+                          "--echo-len", "60000", "--prefix", "8000", "--seed", "2"]]
+    if attack == "slow-readers":
+        return [common + ["--mode", "slow-read", "--conns", str(half), "--rate", "5000"],
+                common + ["--mode", "slow-read", "--conns", str(conns - half), "--rate", "5000",
+                          "--read-rate", "1024"]]
+    if attack == "bulk":  # fairness: a few bulk readers as fast as they can, same loop
+        return [common + ["--mode", "slow-read", "--conns", str(conns), "--rcvbuf", "1048576",
+                          "--read-rate", str(1 << 30), "--fetch-total", "1024GiB",
+                          "--chunk", "65535"]]
+    if attack == "rst":
+        return [common + ["--mode", "rst", "--conns", str(conns)]]
+    if attack == "flood":
+        return [common + ["--mode", "flood", "--conns", str(conns), "--connect-timeout", "2s"]]
+    if attack == "garbage":
+        return [common + ["--mode", "garbage", "--conns", str(conns), "--rate", "5000"]]
+    raise SystemExit(f"unknown attack {attack}")
+
+
+def scrape():
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{METRICS}/metrics", timeout=2).read()
+    except Exception:  # noqa: BLE001 - a missed sample is recorded as missing
+        return None
+    out = {}
+    for line in body.decode().splitlines():
+        if not line or line[0] == "#":
+            continue
+        name, _, value = line.rpartition(" ")
+        out[name] = float(value)
+    return out
+
+
+def tcp_mem_bytes():
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                return int(parts[parts.index("mem") + 1]) * 4096
+    return 0
+
+
+def rss_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+ACTIONS = ["pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset"]
+
+
+def sampler(pid, t0, samples, stop):
+    while not stop.is_set():
+        m = scrape() or {}
+        samples.append({
+            "t": time.monotonic() - t0,
+            "rss": rss_bytes(pid),
+            "budget_used": m.get("c10m_memory_budget_bytes"),
+            "budget_limit": m.get("c10m_memory_budget_limit_bytes"),
+            "conns_open": m.get("c10m_conns_open"),
+            "kernel_tcp_mem": tcp_mem_bytes(),
+            "actions": {a: m.get(f'c10m_overload_actions_total{{action="{a}"}}') for a in ACTIONS},
+        })
+        stop.wait(0.25)
+
+
+def good_clients(seconds, json_path):
+    cmd = ["taskset", "-c", "1", LOADCLIENT, "--addr", f"127.0.0.1:{PORT}",
+           "--duration", f"{seconds}s", "--json", json_path] + GOOD
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=seconds + 60)
+    with open(json_path) as f:
+        return cmd, json.load(f)
+
+
+def summary(client):
+    s = client["summary"]
+    return {"p50_us": s["latency_us"]["p50"], "p99_us": s["latency_us"]["p99"],
+            "p99_9_us": s["latency_us"]["p99_9"], "count": s["latency_us"]["count"],
+            "errors": s["errors"], "mismatches": s["mismatches"],
+            "client_behind": s["client_behind"], "error_frames": client["totals"]["error_frames"],
+            "unanswered": client["totals"]["unanswered"],
+            "unexpected_closes": client["totals"]["unexpected_closes"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("attack", choices=["slowloris", "slow-readers", "rst", "flood", "garbage", "bulk"])
+    ap.add_argument("--conns", type=int, default=15000)
+    ap.add_argument("--attack", dest="attack_s", type=int, default=20)
+    ap.add_argument("--baseline", type=int, default=10)
+    ap.add_argument("--memory-limit", default="256MiB")
+    ap.add_argument("--server-flags", default="", help="extra server flags")
+    ap.add_argument("--out", default=os.path.join(ROOT, "results/hostile"))
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    tmp = f"/tmp/hostile-{a.attack}-{os.getpid()}"
+    os.makedirs(tmp, exist_ok=True)
+
+    server_cmd = ["taskset", "-c", "0", SERVER, "--engine", "epoll", "--threads", "1",
+                  "--addr", f"127.0.0.1:{PORT}", "--metrics-addr", f"127.0.0.1:{METRICS}",
+                  "--memory-limit", a.memory_limit] + a.server_flags.split()
+    if a.attack == "flood" and "--max-conns" not in a.server_flags:
+        server_cmd += ["--max-conns", str(a.conns * 2 // 3)]
+    err = open(f"{tmp}/server.err", "w+")
+    server = subprocess.Popen(server_cmd, stderr=err, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            err.seek(0)
+            if "listening on" in err.read():
+                break
+            time.sleep(0.05)
+        else:
+            raise SystemExit("server did not start")
+        t0 = time.monotonic()
+        samples, stop = [], threading.Event()
+        th = threading.Thread(target=sampler, args=(server.pid, t0, samples, stop), daemon=True)
+        th.start()
+        rss_start = rss_bytes(server.pid)
+
+        good_cmd, base = good_clients(a.baseline, f"{tmp}/baseline.json")
+        t_attack = time.monotonic() - t0
+        procs = []
+        fleet_cmds = fleets(a.attack, a.conns, a.attack_s)
+        for i, f in enumerate(fleet_cmds):
+            cmd = ["taskset", "-c", "1", FLEET] + f + ["--json", f"{tmp}/fleet{i}.json"]
+            fleet_cmds[i] = cmd
+            procs.append(subprocess.Popen(cmd))
+        time.sleep(2)
+        _, during = good_clients(a.attack_s - 4, f"{tmp}/attack.json")
+        for p in procs:
+            p.wait(timeout=a.attack_s + 60)
+        t_attack_end = time.monotonic() - t0
+        time.sleep(3)  # after the burst: memory back to the OS within --memory-release
+        stop.set()
+        th.join()
+        fleet_reports = []
+        for i in range(len(procs)):
+            with open(f"{tmp}/fleet{i}.json") as fh:
+                fleet_reports.append(json.load(fh))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    err.seek(0)
+    server_log = err.read()
+
+    limit = parse_size(a.memory_limit)
+    attack_samples = [s for s in samples if t_attack <= s["t"] <= t_attack_end]
+    peak_rss = max(s["rss"] for s in samples)
+    peak_budget = max((s["budget_used"] or 0) for s in samples)
+    last = samples[-1]["actions"]
+    host = json.loads(subprocess.run(["bash", os.path.join(ROOT, "scripts/host_record.sh")],
+                                     capture_output=True, text=True).stdout)
+    b, d = summary(base), summary(during)
+    result = {
+        "experiment": "hostile", "attack": a.attack, "host": host,
+        "commands": {"server": server_cmd, "good_clients": good_cmd, "fleets": fleet_cmds},
+        "memory_limit_bytes": limit, "rss_start_bytes": rss_start,
+        "peak_rss_bytes": peak_rss, "peak_rss_growth_bytes": peak_rss - rss_start,
+        "peak_budget_used_bytes": peak_budget,
+        "peak_kernel_tcp_mem_bytes": max(s["kernel_tcp_mem"] for s in attack_samples or samples),
+        "rss_after_bytes": samples[-1]["rss"],
+        "peak_server_conns": max((s["conns_open"] or 0) for s in samples),
+        "overload_actions": last,
+        "good_baseline": b, "good_attack": d,
+        "p99_ratio": d["p99_us"] / b["p99_us"] if b["p99_us"] else None,
+        "fleet": [{k: v for k, v in r.items() if k != "series"} for r in fleet_reports],
+        "bound_held": peak_budget <= limit + (1 << 20) + 4 * (128 << 10),
+        "t_attack": t_attack, "t_attack_end": t_attack_end,
+        "samples": samples,
+        "good_series": {"baseline": base["series"], "attack": during["series"]},
+        "server_log": server_log.splitlines()[-20:],
+    }
+    path = os.path.join(a.out, f"{a.attack}.json")
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=1)
+    plot(result, os.path.join(a.out, f"{a.attack}.png"))
+    fleet_closed = sum(r["closes_by_server"] + r["resets_received"] for r in fleet_reports)
+    print(f"{a.attack}: peak RSS {peak_rss / 2**20:.1f} MiB (start {rss_start / 2**20:.1f}), "
+          f"peak budget {peak_budget / 2**20:.1f} MiB / limit {limit / 2**20:.0f} MiB, "
+          f"kernel TCP {result['peak_kernel_tcp_mem_bytes'] / 2**20:.0f} MiB, "
+          f"RSS after {samples[-1]['rss'] / 2**20:.1f} MiB, actions {last}, "
+          f"fleet closed {fleet_closed}, good p99 {b['p99_us']:.0f} -> {d['p99_us']:.0f} us "
+          f"(x{result['p99_ratio']:.2f}), good errors {b['errors']}+{d['errors']}, "
+          f"behind {b['client_behind']}/{d['client_behind']} -> {path}")
+
+
+def plot(r, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    t = [s["t"] for s in r["samples"]]
+    mib = 2 ** 20
+    ax1.plot(t, [s["rss"] / mib for s in r["samples"]], label="server RSS")
+    ax1.plot(t, [(s["budget_used"] or 0) / mib for s in r["samples"]], label="budget in use")
+    ax1.plot(t, [s["kernel_tcp_mem"] / mib for s in r["samples"]], label="kernel TCP memory (all)",
+             linestyle=":")
+    ax1.axhline(r["memory_limit_bytes"] / mib, color="red", linestyle="--", label="--memory-limit")
+    ax1.axvspan(r["t_attack"], r["t_attack_end"], color="orange", alpha=0.1, label="attack")
+    ax1.set_ylabel("MiB")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax1.set_title(f"{r['attack']}: {sum(f['conns'] for f in r['fleet']):,} hostile connections, "
+                  f"100 good clients, epoll, 1 loop")
+    b0 = 0.0
+    for name, series, off in (("baseline", r["good_series"]["baseline"], 0.0),
+                              ("under attack", r["good_series"]["attack"], r["t_attack"] + 2)):
+        if name == "baseline":
+            off = r["t_attack"] - (series[-1]["t"] if series else 0)
+            b0 = off
+        ax2.plot([off + s["t"] for s in series], [s["p99_us"] / 1000 for s in series],
+                 marker=".", label=f"good clients p99 per second ({name})")
+    ax2.axhline(2 * r["good_baseline"]["p99_us"] / 1000, color="red", linestyle="--",
+                label="2x baseline p99")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("p99 (ms)")
+    ax2.set_xlabel("seconds since the server started")
+    ax2.legend(loc="upper left", fontsize=8)
+    del b0
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
