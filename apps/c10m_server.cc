@@ -102,17 +102,20 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--addr", cfg.addr, "listen address host:port (port 0: any free port)");
   app.add_option("--engine", engine_name,
-                 "I/O engine: epoll (event loops) or thread (one thread per connection)")
-      ->check(CLI::IsMember({"epoll", "thread"}));
-  app.add_option("--threads", cfg.threads, "epoll event loops; 0 = one per core")
+                 "I/O engine: epoll (event loops), uring (io_uring loops, Linux 6.7+) or "
+                 "thread (one thread per connection)")
+      ->check(CLI::IsMember({"epoll", "uring", "thread"}));
+  app.add_option("--threads", cfg.threads, "epoll/uring event loops; 0 = one per core")
       ->check(CLI::Range(0, 1024));
   app.add_flag("--reuseport", cfg.reuseport,
-               "epoll: one SO_REUSEPORT listener per loop instead of one shared");
+               "epoll/uring: one SO_REUSEPORT listener per loop instead of one shared");
   app.add_flag("--nodelay", cfg.nodelay,
                "TCP_NODELAY on accepted sockets, default true (--nodelay=false turns it off)");
   app.add_option("--rcvbuf", rcvbuf, "SO_RCVBUF per connection (0 = kernel default, autotuned)");
   app.add_option("--sndbuf", sndbuf, "SO_SNDBUF per connection (0 = kernel default, autotuned)");
-  app.add_option("--readbuf", readbuf, "bytes per read() (epoll: the per-loop scratch buffer)");
+  app.add_option("--readbuf", readbuf,
+                 "bytes per read() (epoll: the per-loop scratch buffer; uring: the size of "
+                 "each provided receive buffer, at most 64KiB)");
   app.add_option("--pool", cfg.pool,
                  "recycle per-thread buffers: true or false (false: malloc/free each time)");
   app.add_option("--thread-stack", thread_stack,
@@ -220,16 +223,17 @@ int main(int argc, char** argv) {
   if (where.empty() || where == "localhost") where = "127.0.0.1";
   where += ":" + std::to_string(engine->port());
 
-  const bool epoll = kind == c10m::engine::EngineKind::kEpoll;
+  const bool thread = kind == c10m::engine::EngineKind::kThread;
   const int loops = c10m::engine::resolved_threads(cfg);
-  // Each connection takes one fd; the process already holds some, each loop one more.
-  const uint64_t used = c10m::sys::count_open_fds() + (epoll ? static_cast<uint64_t>(loops) : 2);
-  const uint64_t room = fd_limit > used ? fd_limit - used : 0;
+  // epoll/thread: each connection takes one fd; the process already holds some, each loop
+  // one more. uring: connections are direct descriptors, up to the fd limit per loop.
+  const uint64_t room =
+      c10m::engine::connection_capacity(kind, cfg, fd_limit, c10m::sys::count_open_fds());
   c10m::log_info(
       "engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
       c10m::engine::engine_kind_name(kind), where,
-      epoll ? fmt::format("{} event loop(s)", loops)
-            : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
+      thread ? fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10)
+             : fmt::format("{} event loop(s)", loops),
       fd_limit, thousands(room));
 
   g_engine.store(engine.get());
