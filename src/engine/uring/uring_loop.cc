@@ -337,9 +337,11 @@ void UringLoop::settle(UringConn* c, Nanos now) {
 
 void UringLoop::start_send(UringConn* c) {
   iovec iov[kUringMaxSendIov];
-  const int cnt = c->session.gather(iov, kUringMaxSendIov);
+  int cnt = c->session.gather(iov, kUringMaxSendIov);
   if (cnt <= 0) return;
-  const bool zc = zerocopy_min_ != 0 && cnt == 1 && iov[0].iov_len >= zerocopy_min_;
+  // Zero-copy for a large first block (sent alone: SEND_ZC takes one buffer).
+  const bool zc = zerocopy_min_ != 0 && iov[0].iov_len >= zerocopy_min_;
+  if (zc) cnt = 1;
   if (zc) ++stats_.zc_sends;
   size_t len = 0;
   for (int i = 0; i < cnt; ++i) len += iov[i].iov_len;
