@@ -91,7 +91,8 @@ struct UringStats {
   uint64_t cq_dropped = 0;     // completions the kernel dropped (never expected)
   uint64_t accept_multishot_arms = 0;
   uint64_t accept_single_arms = 0;
-  uint64_t accept_pauses = 0;  // times accepting stopped because the file table was full
+  uint64_t accept_pauses = 0;   // times accepting stopped because the file table was full
+  uint64_t accept_dropped = 0;  // accepted into a full table (-ENFILE): the kernel closed it
 
   void add(const UringStats& o);
 };

@@ -221,7 +221,7 @@ void UringLoop::on_send(UringConn* c, const UringCqe& e, Nanos now) {
       close_conn(c, true, false);
       return;
     }
-    c->session.on_sent(static_cast<size_t>(c->zc_result), mono_now());
+    c->session.on_sent(static_cast<size_t>(c->zc_result), now);
     mark(c);
     return;
   }
@@ -236,11 +236,11 @@ void UringLoop::on_send(UringConn* c, const UringCqe& e, Nanos now) {
     if (e.res != -ECANCELED) close_conn(c, true, false);
     return;
   }
-  // A fresh clock read (vDSO): frame_service_seconds ends when the kernel took the reply.
-  (void)now;
+  // `now` was read right after the io_uring_enter that completed the send: the
+  // frame_service_seconds of these replies end when the kernel took them.
   const size_t n = static_cast<size_t>(e.res);
   if (n < c->offered) ++stats_.short_sends;
-  c->session.on_sent(n, mono_now());
+  c->session.on_sent(n, now);
   mark(c);
 }
 
@@ -273,8 +273,10 @@ void UringLoop::on_accept(const UringCqe& e, bool multishot, Nanos now) {
   }
   counters_->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
   if (err == ENFILE && free_slots_ == 0) {
-    // Not expected (accept pauses before the table fills), but the kernel dropped one.
-    log_warn("accept: the direct-descriptor table is full: a connection was dropped");
+    // Not expected (multishot accept stops well before the table fills), but the kernel
+    // accepted a connection it could not place, and closed it.
+    ++stats_.accept_dropped;
+    log_table_full(now);
     return;
   }
   if (is_resource_error(err)) {
@@ -439,8 +441,8 @@ void UringLoop::log_table_full(Nanos now) {
   log_warn(
       "accept: the direct-descriptor table of a loop is full ({} connections, sized by the fd "
       "limit): accepting pauses until a connection closes; the rest wait in the listen "
-      "backlog",
-      fixed_files_);
+      "backlog ({} accepted into a full table and dropped by the kernel so far)",
+      fixed_files_, stats_.accept_dropped);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -184,6 +184,7 @@ void UringStats::add(const UringStats& o) {
   accept_multishot_arms += o.accept_multishot_arms;
   accept_single_arms += o.accept_single_arms;
   accept_pauses += o.accept_pauses;
+  accept_dropped += o.accept_dropped;
 }
 
 UringRing::~UringRing() {
