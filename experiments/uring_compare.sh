@@ -1,24 +1,18 @@
 #!/usr/bin/env bash
-# Experiment: the io_uring engine against the epoll engine and a peer server, same load
-# client, interleaved rounds (see experiments/uring_compare.py for every phase and knob).
-# Run each phase under /work/tools/quiet on a shared box; each ends within a few minutes:
-#   bash experiments/uring_compare.sh peak          # frames/s and CPU/frame, 100x8 and 10k x1
-#   bash experiments/uring_compare.sh syscalls      # syscalls and context switches per frame
-#   bash experiments/uring_compare.sh latency       # open model p50/p99/p99.9 at RATE
-#   bash experiments/uring_compare.sh idle          # RSS per idle connection, 19,000 conns
-#   bash experiments/uring_compare.sh profile       # perf record -e cpu-clock -g per server
-#   bash experiments/uring_compare.sh report        # results/uring_compare.{json,md,png}
-# Env: ROUNDS (3), SECS (4), SERVER_THREADS (1), CLIENT_THREADS (1), PIN (1), SERVERS
-#      ("epoll uring peer"), PEER_CMD / PEER_NAME (default bench/peers/echo_peer), RATE
-#      (20000), LAT_CONNS (1000), IDLE_CONNS (19000), CLIENT (load client binary).
-# Raw JSON per run: results/uring_compare/<phase>/; no system setting is changed.
+# Experiment: the io_uring engine against the epoll engine and the strongest peers of the
+# peer harness, in the same interleaved rounds, with the same client, pinning and phases:
+# this is experiments/peers.sh with SERVERS narrowed to c10m-epoll, c10m-uring and the peers
+# that tie for first place at 100 x 8 (docs/FINDINGS.md section 6): Tokio, echo_peer,
+# libuv, Asio. Phases and knobs are peers.sh's (peak, latency, idle, profile, report; ROUNDS,
+# SECS, RATE, CLIENT, ...); run one or two phases per call under /work/tools/quiet:
+#   bash experiments/uring_compare.sh peak                 # ~5 minutes with the defaults
+#   bash experiments/uring_compare.sh latency idle         # ~5 minutes
+#   bash experiments/uring_compare.sh profile report       # ~2 minutes
+#   SERVERS="c10m-epoll c10m-uring tokio" bash experiments/uring_compare.sh peak report
+# The profile phase counts io_uring_enter next to epoll_wait/read/write (perf stat
+# tracepoints) and records `perf record -e cpu-clock -g` per server. Results: results/peers/,
+# results/peers.{json,md,png} (the uring row and "c10m uring vs best peer" line included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rel=build/release
-if [ ! -x $rel/apps/c10m-server ] || [ ! -x $rel/apps/c10m-loadclient ] ||
-  [ ! -x $rel/bench/peers/echo_peer ]; then
-  bash scripts/setup.sh
-  cmake --preset release >/dev/null
-  cmake --build --preset release -j2 --target c10m-server c10m-loadclient echo_peer >/dev/null
-fi
-exec python3 experiments/uring_compare.py "$@"
+export SERVERS=${SERVERS:-"c10m-epoll c10m-uring tokio echo_peer libuv asio"}
+exec bash experiments/peers.sh "$@"
