@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   std::string engine_name = "epoll";
   std::string idle = "300s", frame = "10s", write_to = "10s", drain = "30s";
   std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", readbuf = "64KiB",
-              thread_stack = "64KiB";
+              thread_stack = "64KiB", zerocopy_min = "0";
   uint32_t max_frame = 65535;
 
   CLI::App app{"c10m-server: framed TCP server (see docs/PROTOCOL.md)", "c10m-server"};
@@ -120,6 +120,9 @@ int main(int argc, char** argv) {
                  "recycle per-thread buffers: true or false (false: malloc/free each time)");
   app.add_option("--thread-stack", thread_stack,
                  "thread engine: stack size of each connection thread");
+  app.add_option("--zerocopy-min", zerocopy_min,
+                 "uring: send replies with IORING_OP_SEND_ZC (zero-copy) when the first "
+                 "queued block holds at least this many bytes (0 = never; see FINDINGS)");
   app.add_option("--fetch-file", cfg.fetch_file,
                  "FETCH content from this file (default: byte i = i mod 251)");
   app.add_option("--max-frame", max_frame, "largest accepted request payload, 0..65535")
@@ -155,6 +158,7 @@ int main(int argc, char** argv) {
     cfg.sndbuf = static_cast<int>(size_flag("--sndbuf", sndbuf, 0, 1 << 30));
     cfg.readbuf = size_flag("--readbuf", readbuf, 1, 64 << 20);
     cfg.thread_stack = size_flag("--thread-stack", thread_stack, 16 << 10, 1 << 30);
+    cfg.zerocopy_min = size_flag("--zerocopy-min", zerocopy_min, 0, 1 << 30);
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);

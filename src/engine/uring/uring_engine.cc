@@ -100,7 +100,10 @@ DrainReport UringEngine::run() {
     count = std::clamp<uint32_t>((incremental ? kIncrementalRingBytes : kWholeRingBytes) / size, 64,
                                  UringBufferRing::kMaxCount);
   const uint32_t headroom = listen_backlog() + 512;
-  const size_t zc = support.send_zc ? options_.zerocopy_min : 0;
+  const size_t zc_min = options_.zerocopy_min != 0 ? options_.zerocopy_min : config_.zerocopy_min;
+  if (zc_min != 0 && !support.send_zc)
+    log_warn("--zerocopy-min: this kernel has no IORING_OP_SEND_ZC; sending with copies");
+  const size_t zc = support.send_zc ? zc_min : 0;
 
   struct Parts {
     std::unique_ptr<UringBufferRing> bufs;

@@ -46,7 +46,7 @@ struct UringOptions {
   uint32_t buffer_size = 0;     // bytes per receive buffer; 0: --readbuf (at most 64 KiB)
   bool incremental = true;      // use IOU_PBUF_RING_INC when the kernel has it
   uint32_t fixed_files = 0;     // direct descriptors per loop; 0: the fd limit (RLIMIT_NOFILE)
-  size_t zerocopy_min = 0;      // SEND_ZC for single-buffer sends of at least this; 0: never
+  size_t zerocopy_min = 0;      // SEND_ZC for a first block of at least this; 0: --zerocopy-min
 };
 
 class UringRing final : public UringIo, NonCopyable {
