@@ -31,7 +31,8 @@
 #      LAT_BASIS (peak10k: which peak the latency rate is half of; or peak100x8).
 # Raw results: results/peers/<phase>/<server>-r<round>.json (client JSON with --server-pid),
 # merged: results/peers.json (with the host record and git commit), results/peers.md, .png.
-# Ports 18000-18099 (this experiment's range).
+# Ports 18000-18099 (this experiment's range); PORT_BASE (18001) and OUT (results/peers: raw
+# rounds under OUT/, merged OUT.{json,md,png}) let a wrapper (uring_compare.sh) use its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -49,7 +50,8 @@ phases=("$@")
 
 rel=build/release
 client=${CLIENT:-$rel/apps/c10m-loadclient}  # CLIENT: another load client binary (same flags)
-out=results/peers
+out=${OUT:-results/peers}
+port_base=${PORT_BASE:-18001}
 tmp=$(mktemp -d /tmp/peers-exp.XXXXXX)
 pids=()
 starts=0
@@ -65,7 +67,7 @@ pin_client() { [ "$PIN" = 1 ] && echo "taskset -c 1" || true; }
 port_of() {  # a fixed port per server in this experiment's range
   local i=0
   for s in $ALL_SERVERS; do
-    [ "$s" = "$1" ] && { echo $((18001 + i)); return; }
+    [ "$s" = "$1" ] && { echo $((port_base + i)); return; }
     i=$((i + 1))
   done
   echo "unknown server $1" >&2
@@ -338,7 +340,8 @@ phase_profile() {
 }
 
 phase_report() {
-  /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" "$SECS"
+  /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" \
+    "$SECS" "$out"
 }
 
 for p in "${phases[@]}"; do

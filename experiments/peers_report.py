@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Merges the rounds of experiments/peers.sh into one table, JSON and chart.
 
-usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN SECS
+usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN SECS [PREFIX]
 Reads RESULTS_DIR/{peak100x8,peak10k,latency,idle,profile}/, writes
-results/peers.json (every round's numbers, medians, min-max, the host record),
-results/peers.md (the tables) and results/peers.png; prints the tables.
+PREFIX.json (every round's numbers, medians, min-max, the host record), PREFIX.md (the
+tables) and PREFIX.png, PREFIX being results/peers unless given; prints the tables.
 Each cell is the median of the rounds with the min-max range.
 """
 import glob
@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 res_dir, servers_arg, server_threads, client_threads, pin, secs = sys.argv[1:7]
+prefix = sys.argv[7] if len(sys.argv) > 7 else "results/peers"
 servers = servers_arg.split()
 PEERS = [s for s in servers if not s.startswith("c10m-")]
 
@@ -195,7 +196,7 @@ try:
                                                capture_output=True, text=True).stdout)
 except ValueError:
     result["host"] = None
-json.dump(result, open("results/peers.json", "w"), indent=1)
+json.dump(result, open(f"{prefix}.json", "w"), indent=1)
 
 # ---- tables
 lines = []
@@ -251,7 +252,7 @@ for engine, t in targets.items():
                      f"(goal >= 1.25), {t['cpu_ratio']:.2f}x {t['cheapest_peer_by_cpu']}'s CPU/frame (goal <= 0.8): "
                      f"{'MET' if t['met'] else 'NOT MET'}")
 text = "\n".join(lines)
-open("results/peers.md", "w").write(text + "\n")
+open(f"{prefix}.md", "w").write(text + "\n")
 print(text)
 
 # ---- chart
@@ -288,5 +289,5 @@ fig.suptitle(f"c10m (red) vs peers (blue): server {cfg['server_threads']} thread
              f"{cfg['client_threads']}, median of rounds, bars = min-max; "
              f"{(result.get('host') or {}).get('git_commit', '?')}", fontsize=10)
 fig.tight_layout()
-fig.savefig("results/peers.png", dpi=100)
-print("(results/peers.json, results/peers.md, results/peers.png)")
+fig.savefig(f"{prefix}.png", dpi=100)
+print(f"({prefix}.json, {prefix}.md, {prefix}.png)")

@@ -10,9 +10,11 @@
 #   bash experiments/uring_compare.sh profile report       # ~2 minutes
 #   SERVERS="c10m-epoll c10m-uring tokio" bash experiments/uring_compare.sh peak report
 # The profile phase counts io_uring_enter next to epoll_wait/read/write (perf stat
-# tracepoints) and records `perf record -e cpu-clock -g` per server. Results: results/peers/,
-# results/peers.{json,md,png} (the uring row and "c10m uring vs best peer" line included).
+# tracepoints) and records `perf record -e cpu-clock -g` per server. Results (its own, apart
+# from peers.sh's): results/uring_compare/<phase>/, results/uring_compare.{json,md,png} (the
+# "c10m uring vs best peer" line included). Ports 21001-21008 (this experiment's range).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SERVERS=${SERVERS:-"c10m-epoll c10m-uring tokio echo_peer libuv asio"}
+export OUT=${OUT:-results/uring_compare} PORT_BASE=${PORT_BASE:-21001}
 exec bash experiments/peers.sh "$@"

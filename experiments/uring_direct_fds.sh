@@ -45,7 +45,7 @@ for loops in $LOOPS; do
   t0=$(date +%s.%N)
   $bin/c10m-loadclient --addr 127.0.0.1:21100 --conns "$conns" --procs "$procs" --srcips "$SRCIPS" \
     --active-frac 0.01 --rate 1 --op echo --payload 64 --ramp 20000 --connect-timeout 30s \
-    --duration $((HOLD + conns / 20000 + 10))s --quiet --json "$tmp/client-$loops.json" \
+    --duration $((HOLD + conns / 1000 + 20))s --quiet --json "$tmp/client-$loops.json" \
     >"$tmp/client-$loops.out" 2>"$tmp/client-$loops.err" &
   cpid=$!
   pids+=("$cpid")
@@ -64,7 +64,11 @@ import json, sys
 (loops, conns, procs, held, est, fds, fdlimit, r0, r1, s0, s1, t0, t1, cj, drain,
  start) = sys.argv[1:]
 conns = int(conns)
-c = json.load(open(cj))["summary"]
+try:
+    c = json.load(open(cj))["summary"]
+except (OSError, ValueError, KeyError):
+    c = {"conns": {"open": None, "connect_failures": None}, "rate": {"completed_per_s": 0},
+         "errors": -1, "mismatches": 0}
 print(json.dumps({
     "loops": int(loops), "conns_target": conns, "client_procs": int(procs),
     "server_fd_limit": int(fdlimit), "server_conns_open_gauge": int(float(held or 0)),
