@@ -191,6 +191,17 @@ target = targets["c10m-epoll"]
 result["c10m_epoll_target"] = target
 result["c10m_uring_target"] = targets["c10m-uring"]
 
+# uring / epoll within each round (the same round: the same box state), per phase.
+ratios = {}
+for phase in ("peak100x8", "peak10k", "latency"):
+    ep = result["servers"].get("c10m-epoll", {}).get(phase, {}).get("rounds", [])
+    ur = result["servers"].get("c10m-uring", {}).get(phase, {}).get("rounds", [])
+    if ep and ur and len(ep) == len(ur):
+        ratios[phase] = {k: stats([u[k] / e[k] for u, e in zip(ur, ep) if e[k]])
+                         for k in ("frames_per_s", "server_us_per_frame", "client_us_per_frame",
+                                   "p99_us")}
+result["uring_over_epoll"] = ratios
+
 try:
     result["host"] = json.loads(subprocess.run(["bash", "scripts/host_record.sh"],
                                                capture_output=True, text=True).stdout)
@@ -251,6 +262,9 @@ for engine, t in targets.items():
         lines.append(f"{engine.replace('-', ' ')} vs best peer on 100x8: {t['rate_ratio']:.2f}x {t['best_peer_by_rate']}'s frames/s "
                      f"(goal >= 1.25), {t['cpu_ratio']:.2f}x {t['cheapest_peer_by_cpu']}'s CPU/frame (goal <= 0.8): "
                      f"{'MET' if t['met'] else 'NOT MET'}")
+for phase, r in ratios.items():
+    lines.append(f"c10m uring / c10m epoll, {phase}, per round (median, min-max): " + ", ".join(
+        f"{k} {v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f})" for k, v in r.items() if v))
 text = "\n".join(lines)
 open(f"{prefix}.md", "w").write(text + "\n")
 print(text)
