@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   std::string engine_name = "epoll";
   std::string idle = "300s", frame = "10s", write_to = "10s", drain = "30s";
   std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", readbuf = "64KiB",
-              thread_stack = "64KiB";
+              thread_stack = "64KiB", zerocopy_min = "0";
   uint32_t max_frame = 65535;
 
   CLI::App app{"c10m-server: framed TCP server (see docs/PROTOCOL.md)", "c10m-server"};
@@ -71,21 +71,27 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--addr", cfg.addr, "listen address host:port (port 0: any free port)");
   app.add_option("--engine", engine_name,
-                 "I/O engine: epoll (event loops) or thread (one thread per connection)")
-      ->check(CLI::IsMember({"epoll", "thread"}));
-  app.add_option("--threads", cfg.threads, "epoll event loops; 0 = one per core")
+                 "I/O engine: epoll (event loops), uring (io_uring loops, Linux 6.7+) or "
+                 "thread (one thread per connection)")
+      ->check(CLI::IsMember({"epoll", "uring", "thread"}));
+  app.add_option("--threads", cfg.threads, "epoll/uring event loops; 0 = one per core")
       ->check(CLI::Range(0, 1024));
   app.add_flag("--reuseport", cfg.reuseport,
-               "epoll: one SO_REUSEPORT listener per loop instead of one shared");
+               "epoll/uring: one SO_REUSEPORT listener per loop instead of one shared");
   app.add_flag("--nodelay", cfg.nodelay,
                "TCP_NODELAY on accepted sockets, default true (--nodelay=false turns it off)");
   app.add_option("--rcvbuf", rcvbuf, "SO_RCVBUF per connection (0 = kernel default, autotuned)");
   app.add_option("--sndbuf", sndbuf, "SO_SNDBUF per connection (0 = kernel default, autotuned)");
-  app.add_option("--readbuf", readbuf, "bytes per read() (epoll: the per-loop scratch buffer)");
+  app.add_option("--readbuf", readbuf,
+                 "bytes per read() (epoll: the per-loop scratch buffer; uring: the size of "
+                 "each provided receive buffer, at most 64KiB)");
   app.add_option("--pool", cfg.pool,
                  "recycle per-thread buffers: true or false (false: malloc/free each time)");
   app.add_option("--thread-stack", thread_stack,
                  "thread engine: stack size of each connection thread");
+  app.add_option("--zerocopy-min", zerocopy_min,
+                 "uring: send replies with IORING_OP_SEND_ZC (zero-copy) when the first "
+                 "queued block holds at least this many bytes (0 = never; see FINDINGS)");
   app.add_option("--fetch-file", cfg.fetch_file,
                  "FETCH content from this file (default: byte i = i mod 251)");
   app.add_option("--max-frame", max_frame, "largest accepted request payload, 0..65535")
@@ -146,9 +152,14 @@ int main(int argc, char** argv) {
       throw BadFlag{fmt::format("--overload-levels: {}", err)};
     if (memory_limit != "auto")
       cfg.memory_limit = size_flag("--memory-limit", memory_limit, 0, uint64_t{1} << 50);
+    cfg.zerocopy_min = size_flag("--zerocopy-min", zerocopy_min, 0, 1 << 30);
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
+    if (kind == c10m::engine::EngineKind::kUring && workers != 1)
+      throw BadFlag{
+          "--workers: --engine uring runs in one process (its connections are direct "
+          "descriptors: one process holds --threads x the fd limit); use --workers 1"};
     if (!worker_handoff.empty()) {
       auto h = c10m::server::WorkerHandoff::parse(worker_handoff);
       if (!h) throw BadFlag{fmt::format("--worker: '{}' is malformed", worker_handoff)};

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Experiment: c10m against the servers a user would pick instead, side by side, same client.
-# Servers: c10m-server --engine epoll and --engine thread, and every peer of bench/peers
+# Servers: c10m-server --engine epoll, --engine thread and --engine uring (io_uring; its
+# connections are direct descriptors, so its idle phase counts established sockets instead
+# of fds), and every peer of bench/peers
 # (echo_peer, Asio, libuv, Go, Tokio: raw byte echoes, valid for ECHO loads). Each gets the
 # same thread count (SERVER_THREADS, default 1) and is pinned to CPU 0; the load client
 # (CLIENT_THREADS loops, default 1) is pinned to CPU 1, so on this 2-core box neither side
@@ -29,7 +31,8 @@
 #      LAT_BASIS (peak10k: which peak the latency rate is half of; or peak100x8).
 # Raw results: results/peers/<phase>/<server>-r<round>.json (client JSON with --server-pid),
 # merged: results/peers.json (with the host record and git commit), results/peers.md, .png.
-# Ports 18000-18099 (this experiment's range).
+# Ports 18000-18099 (this experiment's range); PORT_BASE (18001) and OUT (results/peers: raw
+# rounds under OUT/, merged OUT.{json,md,png}) let a wrapper (uring_compare.sh) use its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -39,7 +42,7 @@ CLIENT_THREADS=${CLIENT_THREADS:-1}
 PIN=${PIN:-1}
 HOLD=${HOLD:-3}
 IDLE_CONNS=${IDLE_CONNS:-19000}
-ALL_SERVERS="c10m-epoll c10m-thread echo_peer asio libuv go tokio"
+ALL_SERVERS="c10m-epoll c10m-thread echo_peer asio libuv go tokio c10m-uring"
 SERVERS=${SERVERS:-$ALL_SERVERS}
 SRCIPS=127.0.0.2-127.0.0.5
 phases=("$@")
@@ -47,7 +50,8 @@ phases=("$@")
 
 rel=build/release
 client=${CLIENT:-$rel/apps/c10m-loadclient}  # CLIENT: another load client binary (same flags)
-out=results/peers
+out=${OUT:-results/peers}
+port_base=${PORT_BASE:-18001}
 tmp=$(mktemp -d /tmp/peers-exp.XXXXXX)
 pids=()
 starts=0
@@ -63,7 +67,7 @@ pin_client() { [ "$PIN" = 1 ] && echo "taskset -c 1" || true; }
 port_of() {  # a fixed port per server in this experiment's range
   local i=0
   for s in $ALL_SERVERS; do
-    [ "$s" = "$1" ] && { echo $((18001 + i)); return; }
+    [ "$s" = "$1" ] && { echo $((port_base + i)); return; }
     i=$((i + 1))
   done
   echo "unknown server $1" >&2
@@ -74,6 +78,7 @@ server_argv() {  # the command line of server $1 on port $2
   local a="127.0.0.1:$2" t=$SERVER_THREADS
   case "$1" in
     c10m-epoll) echo "$rel/apps/c10m-server --engine epoll --threads $t --addr $a --metrics-addr off --idle-timeout 0" ;;
+    c10m-uring) echo "$rel/apps/c10m-server --engine uring --threads $t --addr $a --metrics-addr off --idle-timeout 0" ;;
     # --threads is the epoll engine's; the thread engine runs one thread per connection.
     c10m-thread) echo "$rel/apps/c10m-server --engine thread --addr $a --metrics-addr off --idle-timeout 0" ;;
     echo_peer) echo "$rel/bench/peers/echo_peer --threads $t --addr $a" ;;
@@ -230,6 +235,15 @@ phase_idle() {
   SERVERS=$(present_servers | tr '\n' ' ')
   rss_of() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
   fds_of() { ls "/proc/$1/fd" | wc -l; }
+  # Connections held: the process's fds, except for c10m-uring, whose connections are
+  # direct descriptors in its rings (no fd): there, the established sockets on its port.
+  held_of() {
+    if [ "$1" = c10m-uring ]; then
+      ss -Htn state established "( sport = :$(port_of "$1") )" | wc -l
+    else
+      fds_of "$2"
+    fi
+  }
   for r in $(seq 1 "$ROUNDS"); do
     echo "== idle, $IDLE_CONNS connections, round $r/$ROUNDS"
     for s in $(rotated "$r"); do
@@ -244,10 +258,10 @@ phase_idle() {
         >/dev/null 2>"$tmp/idle-client.err" &
       local cpid=$!
       pids+=("$cpid")
-      for _ in $(seq 600); do [ "$(fds_of "$spid")" -ge "$IDLE_CONNS" ] && break; sleep 0.1; done
+      for _ in $(seq 600); do [ "$(held_of "$s" "$spid")" -ge "$IDLE_CONNS" ] && break; sleep 0.1; done
       t1=$(date +%s.%N)
       sleep "$HOLD"
-      held=$(fds_of "$spid")
+      held=$(held_of "$s" "$spid")
       rss1=$(rss_of "$spid")
       threads=$(awk '/Threads/ {print $2}' "/proc/$spid/status")
       kill -TERM "$cpid" 2>/dev/null || true
@@ -277,7 +291,8 @@ phase_profile() {
   # every syscall, and the ones an echo loop makes, by name (the server's; the client's total)
   local server_events=raw_syscalls:sys_enter,context-switches,cpu-migrations
   local sc
-  for sc in epoll_wait epoll_pwait epoll_ctl read recvfrom recvmsg write writev sendto sendmsg futex; do
+  for sc in epoll_wait epoll_pwait epoll_ctl read recvfrom recvmsg write writev sendto sendmsg futex \
+    io_uring_enter; do
     server_events+=",syscalls:sys_enter_$sc"
   done
   for s in $SERVERS; do
@@ -325,7 +340,8 @@ phase_profile() {
 }
 
 phase_report() {
-  /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" "$SECS"
+  /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" \
+    "$SECS" "$out"
 }
 
 for p in "${phases[@]}"; do

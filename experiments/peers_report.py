@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Merges the rounds of experiments/peers.sh into one table, JSON and chart.
 
-usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN SECS
+usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN SECS [PREFIX]
 Reads RESULTS_DIR/{peak100x8,peak10k,latency,idle,profile}/, writes
-results/peers.json (every round's numbers, medians, min-max, the host record),
-results/peers.md (the tables) and results/peers.png; prints the tables.
+PREFIX.json (every round's numbers, medians, min-max, the host record), PREFIX.md (the
+tables) and PREFIX.png, PREFIX being results/peers unless given; prints the tables.
 Each cell is the median of the rounds with the min-max range.
 """
 import glob
@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 res_dir, servers_arg, server_threads, client_threads, pin, secs = sys.argv[1:7]
+prefix = sys.argv[7] if len(sys.argv) > 7 else "results/peers"
 servers = servers_arg.split()
 PEERS = [s for s in servers if not s.startswith("c10m-")]
 
@@ -115,7 +116,8 @@ for s in servers:
                 "epoll_waits": per_100("epoll_wait", "epoll_pwait"),
                 "reads": per_100("read", "recvfrom", "recvmsg"),
                 "writes": per_100("write", "writev", "sendto", "sendmsg"),
-                "epoll_ctls": per_100("epoll_ctl"), "futexes": per_100("futex")},
+                "epoll_ctls": per_100("epoll_ctl"), "futexes": per_100("futex"),
+                "io_uring_enters": per_100("io_uring_enter")},
             "server_syscalls_per_frame": sv.get("raw_syscalls:sys_enter", float("nan")) / ops,
             "server_ctx_switches_per_frame": sv.get("context-switches", float("nan")) / ops,
             "client_syscalls_per_frame": cl.get("raw_syscalls:sys_enter", float("nan")) / ops,
@@ -169,26 +171,43 @@ for phase, key, best, label in rows:
         winners[label] = {"server": s, "median": v}
 result["winners"] = winners
 
-# The issue's target: c10m epoll >= 1.25x the best peer's frames/s, <= 0.8x its CPU/frame.
-target = None
-ep_rate, ep_cpu = med("c10m-epoll", "peak100x8", "frames_per_s"), med("c10m-epoll", "peak100x8", "server_us_per_frame")
-peer_rates = [(med(s, "peak100x8", "frames_per_s"), s) for s in PEERS if med(s, "peak100x8", "frames_per_s")]
-if ep_rate and peer_rates:
+# The issues' target: a c10m engine >= 1.25x the best peer's frames/s, <= 0.8x its CPU/frame.
+def target_of(engine):
+    ep_rate, ep_cpu = med(engine, "peak100x8", "frames_per_s"), med(engine, "peak100x8", "server_us_per_frame")
+    peer_rates = [(med(s, "peak100x8", "frames_per_s"), s) for s in PEERS if med(s, "peak100x8", "frames_per_s")]
+    if not ep_rate or not peer_rates:
+        return None
     best_rate, best_peer = max(peer_rates)
     best_cpu = min(med(s, "peak100x8", "server_us_per_frame") for _, s in peer_rates)
     cheapest = min(peer_rates, key=lambda t: med(t[1], "peak100x8", "server_us_per_frame"))[1]
-    target = {"best_peer_by_rate": best_peer, "rate_ratio": ep_rate / best_rate,
-              "cheapest_peer_by_cpu": cheapest, "cpu_ratio": ep_cpu / best_cpu,
-              "rate_goal": 1.25, "cpu_goal": 0.8,
-              "met": ep_rate / best_rate >= 1.25 and ep_cpu / best_cpu <= 0.8}
+    return {"best_peer_by_rate": best_peer, "rate_ratio": ep_rate / best_rate,
+            "cheapest_peer_by_cpu": cheapest, "cpu_ratio": ep_cpu / best_cpu,
+            "rate_goal": 1.25, "cpu_goal": 0.8,
+            "met": ep_rate / best_rate >= 1.25 and ep_cpu / best_cpu <= 0.8}
+
+
+targets = {e: target_of(e) for e in ("c10m-epoll", "c10m-uring")}
+target = targets["c10m-epoll"]
 result["c10m_epoll_target"] = target
+result["c10m_uring_target"] = targets["c10m-uring"]
+
+# uring / epoll within each round (the same round: the same box state), per phase.
+ratios = {}
+for phase in ("peak100x8", "peak10k", "latency"):
+    ep = result["servers"].get("c10m-epoll", {}).get(phase, {}).get("rounds", [])
+    ur = result["servers"].get("c10m-uring", {}).get(phase, {}).get("rounds", [])
+    if ep and ur and len(ep) == len(ur):
+        ratios[phase] = {k: stats([u[k] / e[k] for u, e in zip(ur, ep) if e[k]])
+                         for k in ("frames_per_s", "server_us_per_frame", "client_us_per_frame",
+                                   "p99_us")}
+result["uring_over_epoll"] = ratios
 
 try:
     result["host"] = json.loads(subprocess.run(["bash", "scripts/host_record.sh"],
                                                capture_output=True, text=True).stdout)
 except ValueError:
     result["host"] = None
-json.dump(result, open("results/peers.json", "w"), indent=1)
+json.dump(result, open(f"{prefix}.json", "w"), indent=1)
 
 # ---- tables
 lines = []
@@ -224,7 +243,7 @@ lines.append("")
 lines.append("### idle connections and syscalls")
 lines.append("")
 idle_n = next((e["idle"]["rounds"][0]["conns_target"] for e in result["servers"].values() if "idle" in e), 0)
-lines.append(f"| server | RSS B per idle conn ({idle_n:,}) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server | server per 100 frames (100x8): epoll waits / reads / writes / epoll_ctl / futex |")
+lines.append(f"| server | RSS B per idle conn ({idle_n:,}) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server | server per 100 frames (100x8): epoll waits / reads / writes / epoll_ctl / futex / io_uring_enter |")
 lines.append("|---|---|---|---|---|---|---|")
 for s in servers:
     e = result["servers"].get(s, {})
@@ -238,12 +257,16 @@ for s in servers:
                  f"{f('server_ctx_switches_per_frame')} | {p100} |")
 lines.append("")
 lines.append("winners (median): " + "; ".join(f"{k}: {v['server']}" for k, v in winners.items()))
-if target:
-    lines.append(f"c10m epoll vs best peer on 100x8: {target['rate_ratio']:.2f}x {target['best_peer_by_rate']}'s frames/s "
-                 f"(goal >= 1.25), {target['cpu_ratio']:.2f}x {target['cheapest_peer_by_cpu']}'s CPU/frame (goal <= 0.8): "
-                 f"{'MET' if target['met'] else 'NOT MET'}")
+for engine, t in targets.items():
+    if t:
+        lines.append(f"{engine.replace('-', ' ')} vs best peer on 100x8: {t['rate_ratio']:.2f}x {t['best_peer_by_rate']}'s frames/s "
+                     f"(goal >= 1.25), {t['cpu_ratio']:.2f}x {t['cheapest_peer_by_cpu']}'s CPU/frame (goal <= 0.8): "
+                     f"{'MET' if t['met'] else 'NOT MET'}")
+for phase, r in ratios.items():
+    lines.append(f"c10m uring / c10m epoll, {phase}, per round (median, min-max): " + ", ".join(
+        f"{k} {v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f})" for k, v in r.items() if v))
 text = "\n".join(lines)
-open("results/peers.md", "w").write(text + "\n")
+open(f"{prefix}.md", "w").write(text + "\n")
 print(text)
 
 # ---- chart
@@ -280,5 +303,5 @@ fig.suptitle(f"c10m (red) vs peers (blue): server {cfg['server_threads']} thread
              f"{cfg['client_threads']}, median of rounds, bars = min-max; "
              f"{(result.get('host') or {}).get('git_commit', '?')}", fontsize=10)
 fig.tight_layout()
-fig.savefig("results/peers.png", dpi=100)
-print("(results/peers.json, results/peers.md, results/peers.png)")
+fig.savefig(f"{prefix}.png", dpi=100)
+print(f"({prefix}.json, {prefix}.md, {prefix}.png)")

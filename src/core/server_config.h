@@ -28,6 +28,7 @@ struct ServerConfig {
   size_t readbuf = 64 * 1024;       // bytes read per read() call (per-loop scratch buffer)
   bool pool = true;                 // recycle per-thread buffers (false: malloc/free each time)
   size_t thread_stack = 64 * 1024;  // thread engine: stack per connection thread
+  size_t zerocopy_min = 0;          // uring: SEND_ZC for a reply block of >= this; 0 = never
   std::string fetch_file;           // FETCH content; empty = the i mod 251 pattern
   SessionLimits limits;
   uint64_t max_conns = 0;  // 0 = no limit

@@ -83,7 +83,7 @@ Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
   static_assert(sizeof(Block) + kSessionSmallFrame <= kSessionSmallBlockSize);
 }
 
-Session::~Session() { drop_everything(); }
+Session::~Session() { drop_everything(/*keep_output_blocks=*/false); }
 
 uint32_t Session::max_payload() const {
   // A frame length is a u16 whatever the configuration says.
@@ -133,11 +133,11 @@ void Session::release_chain(Chain& c) {
   while (!c.empty()) release_front(c);
 }
 
-void Session::drop_everything() {
+void Session::drop_everything(bool keep_output_blocks) {
   if (out_bytes_ != 0 && env_->counters != nullptr)
     env_->counters->write_queue_bytes.sub(out_bytes_);
   out_bytes_ = 0;
-  release_chain(out_);
+  if (!keep_output_blocks) release_chain(out_);
   release_chain(in_);
   part_len_ = 0;
   discard_left_ = 0;
@@ -765,7 +765,7 @@ void Session::maybe_finish() {
   if (finished() || input_ == Input::kOpen) return;
   if (out_bytes_ != 0 || fetch_active() || holds_input() || discard_left_ != 0) return;
   cause_ = pending_ == CloseCause::kNone ? CloseCause::kPeerClosed : pending_;
-  drop_everything();
+  drop_everything(/*keep_output_blocks=*/false);  // nothing unsent: no write can be in flight
 }
 
 void Session::refresh_frame_timer(Nanos now) {
@@ -808,7 +808,9 @@ bool Session::check_write_timeout(Nanos now) {
     c->timeouts[static_cast<size_t>(metrics::TimeoutKind::kWrite)].add();
   }
   cause_ = CloseCause::kWriteTimeout;
-  drop_everything();
+  // The unsent output is dropped, but its blocks stay until the Session is destroyed: an
+  // engine may have a write of them in flight that the kernel still reads (io_uring).
+  drop_everything(/*keep_output_blocks=*/true);
   return true;
 }
 
@@ -904,7 +906,9 @@ void Session::shed(Nanos now) {
   if (c != nullptr)
     c->overload_actions[static_cast<size_t>(metrics::OverloadAction::kCloseReset)].add();
   cause_ = CloseCause::kShed;
-  drop_everything();
+  // As for a write timeout: the blocks stay until the Session is destroyed (a write of
+  // them may be in flight in an io_uring engine).
+  drop_everything(/*keep_output_blocks=*/true);
 }
 
 }  // namespace c10m::core

@@ -21,7 +21,9 @@
 //     processed yet is kept inside, e.g. behind an unfinished FETCH or a full write queue).
 //  2. After any call, if has_output(): gather() and write; report with on_sent(n).
 //     on_sent may produce more output (FETCH pieces, held requests) and may make
-//     wants_read() true again.
+//     wants_read() true again. The bytes gather() described stay where they are, unchanged,
+//     until on_sent() reports them or the Session is destroyed, even if it finishes first
+//     (a write timeout): an engine whose writes complete later (io_uring) relies on it.
 //  3. on_peer_eof() when read() returns 0.
 //  4. on_tick(now) no later than next_deadline() (kNever: no timer needed). If
 //     input_timeout_due(now), first read what the socket already holds and pass it to
@@ -191,7 +193,7 @@ class Session : NonCopyable {
   // lifecycle
   void set_pending(CloseCause c);
   void maybe_finish();
-  void drop_everything();
+  void drop_everything(bool keep_output_blocks);
   void refresh_frame_timer(Nanos now);
   Block* new_block(Chain& c, bool small = false);
   void free_block(Block* b);

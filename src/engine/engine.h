@@ -14,12 +14,15 @@
 
 namespace c10m::engine {
 
-enum class EngineKind { kThread, kEpoll };
+enum class EngineKind { kThread, kEpoll, kUring };
 
-/// "thread" / "epoll" -> kind; nullopt-like false on an unknown name.
+/// "thread" / "epoll" / "uring" -> kind; false on an unknown name.
 bool parse_engine_kind(const std::string& name, EngineKind* out);
 const char* engine_kind_name(EngineKind kind);
+/// The engines this machine can run; probes io_uring at run time (once per process).
 std::vector<EngineKind> available_engines();
+/// Why `kind` cannot run here ("" when it can): for uring, the kernel probe's answer.
+std::string engine_unavailable_reason(EngineKind kind);
 
 /// What drain printed, also returned for tests.
 struct DrainReport {
@@ -103,9 +106,15 @@ std::unique_ptr<Engine> make_engine(EngineKind kind, const core::ServerConfig& c
 /// Plain heap counter blocks (tests, and the server until shared memory is wired in).
 std::unique_ptr<CounterSlots> make_heap_counter_slots(size_t count);
 
-/// How many CounterSlots slots an engine writes (epoll: one per loop; thread: one shared).
+/// How many CounterSlots slots an engine writes (epoll, uring: one per loop; thread: one
+/// shared).
 size_t counter_slots_needed(EngineKind kind, const core::ServerConfig& config);
 /// config.threads with 0 resolved to the number of cores.
 int resolved_threads(const core::ServerConfig& config);
+/// How many connections one process can hold with `kind`, given its fd limit and the fds
+/// it already uses: epoll and thread take one fd each; uring keeps connections as direct
+/// descriptors in each loop's ring, which holds up to the fd limit on its own.
+uint64_t connection_capacity(EngineKind kind, const core::ServerConfig& config, uint64_t fd_limit,
+                             uint64_t fds_in_use);
 
 }  // namespace c10m::engine

@@ -4,6 +4,7 @@
 #include "engine/engine.h"
 #include "engine/epoll/epoll_engine.h"
 #include "engine/thread/thread_engine.h"
+#include "engine/uring/uring_engine.h"
 
 namespace c10m::engine {
 
@@ -16,6 +17,10 @@ bool parse_engine_kind(const std::string& name, EngineKind* out) {
     *out = EngineKind::kEpoll;
     return true;
   }
+  if (name == "uring") {
+    *out = EngineKind::kUring;
+    return true;
+  }
   return false;
 }
 
@@ -25,11 +30,21 @@ const char* engine_kind_name(EngineKind kind) {
       return "thread";
     case EngineKind::kEpoll:
       return "epoll";
+    case EngineKind::kUring:
+      return "uring";
   }
   return "unknown";
 }
 
-std::vector<EngineKind> available_engines() { return {EngineKind::kThread, EngineKind::kEpoll}; }
+std::string engine_unavailable_reason(EngineKind kind) {
+  return kind == EngineKind::kUring ? uring_support().error : std::string();
+}
+
+std::vector<EngineKind> available_engines() {
+  std::vector<EngineKind> out = {EngineKind::kThread, EngineKind::kEpoll};
+  if (uring_support().error.empty()) out.push_back(EngineKind::kUring);
+  return out;
+}
 
 int resolved_threads(const core::ServerConfig& config) {
   if (config.threads > 0) return config.threads;
@@ -42,9 +57,20 @@ size_t counter_slots_needed(EngineKind kind, const core::ServerConfig& config) {
     case EngineKind::kThread:
       return ThreadEngine::kCounterSlots;
     case EngineKind::kEpoll:
+    case EngineKind::kUring:
       return static_cast<size_t>(resolved_threads(config));
   }
   return 1;
+}
+
+uint64_t connection_capacity(EngineKind kind, const core::ServerConfig& config, uint64_t fd_limit,
+                             uint64_t fds_in_use) {
+  if (kind == EngineKind::kUring)
+    return static_cast<uint64_t>(resolved_threads(config)) * UringEngine::table_size({}, fd_limit);
+  const uint64_t used =
+      fds_in_use +
+      (kind == EngineKind::kEpoll ? static_cast<uint64_t>(resolved_threads(config)) : 2);
+  return fd_limit > used ? fd_limit - used : 0;
 }
 
 std::unique_ptr<Engine> make_engine(EngineKind kind, const core::ServerConfig& config,
@@ -54,6 +80,8 @@ std::unique_ptr<Engine> make_engine(EngineKind kind, const core::ServerConfig& c
       return std::make_unique<ThreadEngine>(config, counters);
     case EngineKind::kEpoll:
       return std::make_unique<EpollEngine>(config, counters);
+    case EngineKind::kUring:
+      return std::make_unique<UringEngine>(config, counters);
   }
   return nullptr;
 }

@@ -104,15 +104,15 @@ int run_single(const ServerOptions& o) {
   if (where.empty() || where == "localhost") where = "127.0.0.1";
   where += ":" + std::to_string(eng->port());
 
-  const bool epoll = kind == engine::EngineKind::kEpoll;
+  const bool thread = kind == engine::EngineKind::kThread;
   const int loops = engine::resolved_threads(cfg);
-  // Each connection takes one fd; the process already holds some, each loop one more.
-  const uint64_t used = sys::count_open_fds() + (epoll ? static_cast<uint64_t>(loops) : 2);
-  const uint64_t room = fd_limit > used ? fd_limit - used : 0;
+  // epoll/thread: each connection takes one fd; the process already holds some, each loop
+  // one more. uring: connections are direct descriptors, up to the fd limit per loop.
+  const uint64_t room = engine::connection_capacity(kind, cfg, fd_limit, sys::count_open_fds());
   log_info("engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
            engine::engine_kind_name(kind), where,
-           epoll ? fmt::format("{} event loop(s)", loops)
-                 : fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10),
+           thread ? fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10)
+                  : fmt::format("{} event loop(s)", loops),
            fd_limit, thousands(room));
 
   g_engine.store(eng.get());

@@ -51,6 +51,11 @@ static int set_int_opt(int fd, int level, int name, int value) {
   return ::setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : -errno;
 }
 
+int tcp_socket() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  return fd >= 0 ? fd : -errno;
+}
+
 int listen_tcp(const sockaddr_in& addr, const ListenOptions& opts) {
   int type = SOCK_STREAM | SOCK_CLOEXEC | (opts.nonblocking ? SOCK_NONBLOCK : 0);
   Fd fd(::socket(AF_INET, type, 0));

@@ -58,6 +58,9 @@ int reserve_reuseport(const sockaddr_in& addr);
 /// The address a socket is bound to (to learn the port after binding port 0).
 std::optional<sockaddr_in> local_endpoint(int fd);
 
+/// A fresh, unbound IPv4 TCP socket (feature probes). Returns the fd or -errno.
+int tcp_socket();
+
 /// accept4(SOCK_NONBLOCK? | SOCK_CLOEXEC). Returns the fd or -errno.
 int accept_conn(int listen_fd, bool nonblocking);
 

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/epoll/timing_wheel.h"
+#include "engine/timing_wheel.h"
 
 namespace c10m::engine {
 namespace {

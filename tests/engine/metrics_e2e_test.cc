@@ -47,6 +47,9 @@ Samples parse_samples(const std::string& text) {
 
 class MetricsE2E : public ::testing::TestWithParam<std::string> {
  protected:
+  void SetUp() override {
+    if (const std::string why = engine_skip_reason(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
   void start(std::vector<std::string> args = {}) {
     args.insert(args.begin(), {"--engine", GetParam(), "--metrics-addr", "127.0.0.1:0"});
     ASSERT_TRUE(server_.start(args)) << server_.stderr_text();
@@ -298,7 +301,7 @@ TEST_P(MetricsE2E, GooglePprofParsesTheHeapAndCpuProfiles) {
   fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, MetricsE2E, ::testing::Values("epoll", "thread"),
+INSTANTIATE_TEST_SUITE_P(Engines, MetricsE2E, ::testing::Values("epoll", "thread", "uring"),
                          [](const auto& info) { return info.param; });
 
 TEST(MetricsE2EPrometheus, RealPrometheusScrapesTheServer) {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "admin/http_get.h"
+#include "engine/engine.h"
 #include "sys/socket.h"
 #include "test_client.h"
 
@@ -54,6 +55,16 @@ inline uint16_t free_loopback_port() {
   sys::Fd fd(sys::listen_tcp(*ep, opts));
   const auto local = sys::local_endpoint(fd.get());
   return local ? ntohs(local->sin_port) : 0;
+}
+
+/// Why `engine` (an --engine name) cannot run on this machine, or "" when it can. Tests
+/// parameterised over engines skip with this reason (GTEST_SKIP in SetUp), e.g. uring where
+/// io_uring is disabled or the kernel is too old.
+inline std::string engine_skip_reason(const std::string& engine) {
+  engine::EngineKind kind;
+  if (!engine::parse_engine_kind(engine, &kind)) return "unknown engine " + engine;
+  const std::string why = engine::engine_unavailable_reason(kind);
+  return why.empty() ? why : "--engine " + engine + " unavailable here: " + why;
 }
 
 /// The end of every server test: a still running server gets SIGTERM and must drain and

@@ -831,6 +831,12 @@ TEST(SessionTest, WriteTimeoutDropsSlowReader) {
   EXPECT_EQ(d.session->next_deadline(), 19 * kSecond);
   d.tick(18 * kSecond);
   EXPECT_FALSE(d.session->finished());
+  // An engine has a write of the queued bytes in flight when the timeout fires.
+  iovec iov[64];
+  const int n = d.session->gather(iov, 64);
+  ASSERT_GT(n, 0);
+  const Bytes in_flight(static_cast<const uint8_t*>(iov[0].iov_base),
+                        static_cast<const uint8_t*>(iov[0].iov_base) + iov[0].iov_len);
   d.tick(19 * kSecond);
   EXPECT_TRUE(d.session->finished());
   EXPECT_EQ(d.session->close_cause(), CloseCause::kWriteTimeout);
@@ -839,6 +845,12 @@ TEST(SessionTest, WriteTimeoutDropsSlowReader) {
   EXPECT_EQ(count(d.counters.write_queue_drops), 1u);
   EXPECT_EQ(count(d.counters.timeouts[static_cast<size_t>(metrics::TimeoutKind::kWrite)]), 1u);
   EXPECT_EQ(count(d.counters.write_queue_bytes), 0u);
+  // The dropped bytes stay where gather() said, unchanged, until the Session is destroyed
+  // (the kernel may still be reading them); then every block goes back.
+  EXPECT_EQ(Bytes(static_cast<const uint8_t*>(iov[0].iov_base),
+                  static_cast<const uint8_t*>(iov[0].iov_base) + iov[0].iov_len),
+            in_flight);
+  d.session.reset();
   EXPECT_EQ(d.pool.outstanding(), 0u);
   // No ERROR was written, and only whole frames before the drop.
   for (const Frame& f : split_frames(d.out)) EXPECT_EQ(f.type, 0x06);

@@ -28,7 +28,7 @@
 #include "core/session.h"
 #include "engine/engine.h"
 #include "engine/engine_support.h"
-#include "engine/epoll/timing_wheel.h"
+#include "engine/timing_wheel.h"
 
 namespace c10m::engine {
 
