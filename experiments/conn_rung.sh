@@ -182,12 +182,13 @@ for engine in $ENGINES; do
     cpid=$!
     echo "$cpid" >"$tmp/cpid"
     # A system-wide cpu-clock profile (this box has no hardware counters) of PERF_S seconds
-    # in the middle of the measured window: where the CPU goes, by process and by DSO.
+    # in the middle of the measured window: where the CPU goes, by DSO and symbol (server
+    # workers and client processes are both re-executed binaries: their comm is "exe").
     if [ "${PERF_S:-5}" -gt 0 ] && command -v perf >/dev/null; then
       sleep "$(( connect_s + DURATION / 2 ))"
       perf record -q -a -e cpu-clock -F 499 -o "$tmp/perf-$label.data" -- sleep "${PERF_S:-5}" \
         >/dev/null 2>&1 || true
-      perf report -q -i "$tmp/perf-$label.data" --stdio --sort comm,dso --percent-limit 1.5 \
+      perf report -q -i "$tmp/perf-$label.data" --stdio --sort dso,sym --percent-limit 1 \
         2>/dev/null | grep -v '^$' | head -n 25 >"$tmp/perf-$label.txt" || true
     fi
     rc=0; wait "$cpid" || rc=$?
