@@ -11,7 +11,7 @@ idle:            ## hold 19,000 idle connections on each engine, print RSS and b
 peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: table, JSON, chart (~11 min)
 	bash experiments/peers.sh
 c100k:           ## 100,000 connections (server --workers, client --procs/--srcips): memory, connect rate, p99, CPU per frame
-	RUNG=c100k CONNS=100000 ENGINES="$${ENGINES:-epoll thread}" RATES="$${RATES:-0 10000 50000}" DURATION=$${DURATION:-20} bash experiments/conn_rung.sh
+	RUNG=c100k CONNS=100000 ENGINES="$${ENGINES:-epoll thread}" RATES="$${RATES:-0 20000}" DURATION=$${DURATION:-20} bash experiments/conn_rung.sh
 c1m:             ## 1,000,000 connections, 5% active: 50,000 ECHO/s mixed payloads, then a drain (~10 min, ~13 GiB)
 	RUNG=c1m CONNS=1000000 ENGINES=epoll RATES="$${RATES:-50000}" DURATION=$${DURATION:-60} RAMP=$${RAMP:-15000} bash experiments/conn_rung.sh
 accept:          ## experiment 9: accept strategies under a connect-and-close storm (~2 min)

@@ -181,6 +181,16 @@ for engine in $ENGINES; do
       >"$tmp/client-$label.out" 2>"$tmp/client-$label.err" &
     cpid=$!
     echo "$cpid" >"$tmp/cpid"
+    # A system-wide cpu-clock profile (this box has no hardware counters) of PERF_S seconds
+    # in the middle of the measured window: where the CPU goes, by DSO and symbol (server
+    # workers and client processes are both re-executed binaries: their comm is "exe").
+    if [ "${PERF_S:-5}" -gt 0 ] && command -v perf >/dev/null; then
+      sleep "$(( connect_s + DURATION / 2 ))"
+      perf record -q -a -e cpu-clock -F 499 -o "$tmp/perf-$label.data" -- sleep "${PERF_S:-5}" \
+        >/dev/null 2>&1 || true
+      perf report -q -i "$tmp/perf-$label.data" --stdio --sort dso,sym --percent-limit 1 \
+        2>/dev/null | grep -v '^$' | head -n 25 >"$tmp/perf-$label.txt" || true
+    fi
     rc=0; wait "$cpid" || rc=$?
     cpid=
     t_term=$(date +%s.%N)
@@ -263,6 +273,10 @@ if c:
         r["client_us_per_frame"] = s["cpu"]["client_ns_per_frame"] / 1000 if s["cpu"]["client_ns_per_frame"] else None
     if s["cpu"].get("client_s") and s.get("measured_s"):
         r["client_cores"] = s["cpu"]["client_s"] / s["measured_s"]
+try:
+    r["perf_comm_dso"] = [l.strip() for l in open(f"{tmp}/perf-{label}.txt").read().splitlines()]
+except OSError:
+    r["perf_comm_dso"] = None
 r["series"] = [{k: v for k, v in s.items() if k != "worker_conns"} for s in series]
 r["t_launch"], r["t_term"] = t_launch, t_term
 print(json.dumps(r))
@@ -299,6 +313,8 @@ for r in rows:
           f"{f(r.get('server_us_per_frame'), '{:.1f}'):>8} {f(r.get('client_us_per_frame'), '{:.1f}'):>8} "
           f"{f(r['server_cores'], '{:.2f}'):>9} {f(r['client_cores'], '{:.2f}'):>9} {f(r['box_softirq_cores'], '{:.2f}'):>7}")
     print(f"{'':14} {r['drain']}; {r['capacity_line']}; MemAvailable min {r['mem_available_min_bytes'] / 2**30:.1f} GiB")
+    for l in (r.get("perf_comm_dso") or [])[:8]:
+        print(f"{'':14} perf: {l}")
 print(f"(srv B/c: server RSS of all its processes per connection; slab B/pair: kernel slab per\n"
       f" connection pair, both ends live in this kernel; CPU per frame over the measured window.\n"
       f" Full record: results/{rung}.json)")
