@@ -56,7 +56,12 @@ struct alignas(64) ThreadCounters {
   Counter write_queue_drops;  // connections closed by the write timeout
   Counter write_queue_bytes;  // gauge: bytes currently queued (add on queue, sub on send)
   Counter drain_forced;
-  Counter service_count;  // frame_service_seconds histogram
+  Counter sendfile_bytes;      // FETCH body bytes the kernel took through sendfile(2)
+  Counter zerocopy_sends;      // sendmsg(MSG_ZEROCOPY) calls that the kernel accepted
+  Counter zerocopy_completed;  // ... whose completion was read from the error queue
+  Counter zerocopy_copied;     // ... of which the kernel copied after all (e.g. loopback)
+  Counter discarded_bytes;     // SINK/CHUNK payload bytes dropped in the kernel (MSG_TRUNC)
+  Counter service_count;       // frame_service_seconds histogram
   Counter service_sum_ns;
   Counter service_buckets[kServiceBucketCount];  // non-cumulative counts
 
