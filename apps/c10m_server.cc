@@ -119,6 +119,16 @@ int main(int argc, char** argv) {
                  "thread engine: stack size of each connection thread");
   app.add_option("--fetch-file", cfg.fetch_file,
                  "FETCH content from this file (default: byte i = i mod 251)");
+  std::string fetch_send = c10m::core::fetch_send_name(cfg.fetch_send), ingest = "read";
+  app.add_option("--fetch-send", fetch_send,
+                 "how FETCH bodies reach the socket: copy (into buffers, then writev), writev "
+                 "(straight from the content, no user-space copy), sendfile (--fetch-file "
+                 "bodies by sendfile(2)), zerocopy (writev with MSG_ZEROCOPY, epoll engine)")
+      ->check(CLI::IsMember({"copy", "writev", "sendfile", "zerocopy"}));
+  app.add_option("--ingest", ingest,
+                 "SINK/CHUNK payloads: read (into the read buffer and dropped) or trunc (large "
+                 "ones dropped in the kernel by recv(MSG_TRUNC), no copy)")
+      ->check(CLI::IsMember({"read", "trunc"}));
   app.add_option("--max-frame", max_frame, "largest accepted request payload, 0..65535")
       ->check(CLI::Range(0, 65535));
   app.add_option("--idle-timeout", idle,
@@ -155,6 +165,8 @@ int main(int argc, char** argv) {
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
+    c10m::core::parse_fetch_send(fetch_send, &cfg.fetch_send);
+    cfg.ingest_trunc = ingest == "trunc";
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {

@@ -48,12 +48,15 @@ class EpollLoop : NonCopyable {
   // Per readiness event of one connection: at most this many reads / bytes read, and at
   // most this many bytes written, before the loop moves on (fairness; level-triggered
   // epoll brings the connection back on the next round).
-  static constexpr int kMaxReadsPerEvent = 16;
+  static constexpr int kMaxReadsPerEvent = 64;
   static constexpr size_t kMaxReadBytesPerEvent = 1 << 20;
   static constexpr size_t kMaxWriteBytesPerEvent = 1 << 20;
   static constexpr int kAcceptBurst = 64;
   static constexpr int kMaxEvents = 256;
   static constexpr int kMaxIov = 64;
+  // --fetch-send zerocopy: MSG_ZEROCOPY only for sends of at least this many bytes (below
+  // it, pinning pages and the completion cost more than the copy they save).
+  static constexpr size_t kZerocopyMin = 16 * 1024;
   // After the drain deadline, owed replies get this long beyond the write timeout before
   // the remaining connections are reset.
   static constexpr Nanos kForceGrace = 1 * kSecond;
@@ -71,6 +74,7 @@ class EpollLoop : NonCopyable {
 
  private:
   void on_conn_event(EpollConn* c, uint32_t ev, Nanos now);
+  bool reap_zerocopy(EpollConn* c);          // false: a real socket error is pending
   bool read_burst(EpollConn* c, Nanos now);  // false: connection dead (I/O error)
   bool flush(EpollConn* c, Nanos now);       // false: connection dead
   void settle(EpollConn* c, Nanos now);      // close if finished, else interest + timer
