@@ -26,6 +26,13 @@ uint8_t* BufferPool::acquire() {
   return static_cast<uint8_t*>(p);
 }
 
+void BufferPool::trim(size_t keep) {
+  while (free_.size() > keep) {
+    std::free(free_.back());
+    free_.pop_back();
+  }
+}
+
 void BufferPool::release(uint8_t* block) {
   if (block == nullptr) return;
   --outstanding_;

@@ -24,6 +24,8 @@ class BufferPool : NonCopyable {
   void release(uint8_t* block);
 
   size_t cached() const { return free_.size(); }
+  /// Frees cached blocks until at most `keep` remain.
+  void trim(size_t keep);
   size_t outstanding() const { return outstanding_; }
 
  private:
