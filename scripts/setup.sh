@@ -8,7 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
   libgoogle-perftools-dev google-perftools liburing-dev
-  prometheus procps iproute2 curl python3 python3-matplotlib linux-perf
+  prometheus procps iproute2 curl python3 python3-matplotlib linux-perf iperf3
 )
 
 missing=()
