@@ -119,12 +119,16 @@ int main(int argc, char** argv) {
                  "thread engine: stack size of each connection thread");
   app.add_option("--fetch-file", cfg.fetch_file,
                  "FETCH content from this file (default: byte i = i mod 251)");
-  std::string fetch_send = c10m::core::fetch_send_name(cfg.fetch_send), ingest = "read";
+  std::string fetch_send = c10m::core::fetch_send_name(cfg.fetch_send), ingest = "read",
+              fetch_ref_min = "16KiB";
   app.add_option("--fetch-send", fetch_send,
                  "how FETCH bodies reach the socket: copy (into buffers, then writev), writev "
                  "(straight from the content, no user-space copy), sendfile (--fetch-file "
                  "bodies by sendfile(2)), zerocopy (writev with MSG_ZEROCOPY, epoll engine)")
       ->check(CLI::IsMember({"copy", "writev", "sendfile", "zerocopy"}));
+  app.add_option("--fetch-ref-min", fetch_ref_min,
+                 "FETCHes with smaller chunks are copied whatever --fetch-send says (two iovecs "
+                 "or syscalls per small frame cost more than the copy)");
   app.add_option("--ingest", ingest,
                  "SINK/CHUNK payloads: read (into the read buffer and dropped) or trunc (large "
                  "ones dropped in the kernel by recv(MSG_TRUNC), no copy)")
@@ -167,6 +171,7 @@ int main(int argc, char** argv) {
     c10m::engine::parse_engine_kind(engine_name, &kind);
     c10m::core::parse_fetch_send(fetch_send, &cfg.fetch_send);
     cfg.ingest_trunc = ingest == "trunc";
+    cfg.fetch_ref_min = size_flag("--fetch-ref-min", fetch_ref_min, 0, 65536);
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {

@@ -29,15 +29,16 @@ import bigdata_common as bc  # noqa: E402
 OUT = os.path.join(bc.RESULTS, "zerocopy")
 SEND_MODES = ["copy", "writev", "sendfile", "zerocopy"]
 INGEST_MODES = ["read", "trunc"]
-SIZES = [4096, 16384, 65535]
+SIZES = [4096, 8192, 16384, 65535]
 CONNS = [1, 8]
 COPY_SYMBOLS = ("_copy_from_iter", "_copy_to_iter", "copy_user", "memcpy", "memmove",
                 "rep_movs", "copy_page")
 
 
 def server_for(flags):
-    return bc.Server(["--engine", "epoll", "--threads", "1", "--fetch-file", bc.PATTERN_FILE]
-                     + flags)
+    # --fetch-ref-min 0: every mode sends every frame size its own way (no copy fallback).
+    return bc.Server(["--engine", "epoll", "--threads", "1", "--fetch-file", bc.PATTERN_FILE,
+                      "--fetch-ref-min", "0"] + flags)
 
 
 def run(args):

@@ -64,6 +64,7 @@ struct ServerConfig {
   std::string fetch_file;           // FETCH content; empty = the i mod 251 pattern
   FetchSend fetch_send = FetchSend::kWritev;
   bool ingest_trunc = false;  // --ingest trunc: large SINK/CHUNK payloads dropped in the kernel
+  size_t fetch_ref_min = 16 * 1024;  // FETCH chunks below this are copied whatever fetch_send
   SessionLimits limits;
   uint64_t max_conns = 0;  // 0 = no limit
   Nanos drain_timeout = 30 * kSecond;

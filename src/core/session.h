@@ -72,7 +72,7 @@ struct SessionEnv {
   /// A FETCH whose chunk is smaller than this is copied whatever fetch_body says (two
   /// iovecs per tiny frame cost more than copying it). References are also used only when
   /// every body is at most two runs of the content (a file at least one chunk long).
-  size_t ref_min_chunk = 4096;
+  size_t ref_min_chunk = 16 * 1024;
   /// Ingest: offer SINK/CHUNK payloads of at least trunc_min bytes for discarding in the
   /// kernel (read_hint(), discard_pending(), on_discarded()).
   bool ingest_trunc = false;

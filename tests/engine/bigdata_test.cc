@@ -113,8 +113,9 @@ TEST_P(BigDataTest, FetchFromAFileIsByteIdenticalInEverySendMode) {
     for (const char* mode : kSendModes) {
       SCOPED_TRACE(std::string(mode) + " file " + std::to_string(file.bytes.size()));
       ServerProcess server;
-      ASSERT_TRUE(server.start({"--engine", GetParam(), "--fetch-file", file.path, "--fetch-send",
-                                mode, "--write-queue", "64KiB", "--metrics-addr", "off"}))
+      ASSERT_TRUE(
+          server.start({"--engine", GetParam(), "--fetch-file", file.path, "--fetch-send", mode,
+                        "--write-queue", "64KiB", "--fetch-ref-min", "1", "--metrics-addr", "off"}))
           << server.stderr_text();
       TestClient c;
       ASSERT_EQ(c.connect(server.port()), 0);

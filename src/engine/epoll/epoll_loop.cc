@@ -49,6 +49,7 @@ EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener
       break;
   }
   env_.ingest_trunc = config_.ingest_trunc;
+  env_.ref_min_chunk = config_.fetch_ref_min;
 }
 
 EpollLoop::~EpollLoop() {

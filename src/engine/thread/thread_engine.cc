@@ -286,6 +286,7 @@ bool ThreadEngine::serve(Conn* c) {
                    : config_.fetch_send == core::FetchSend::kSendfile ? core::FetchBody::kFile
                                                                       : core::FetchBody::kReference;
   env.ingest_trunc = config_.ingest_trunc;
+  env.ref_min_chunk = config_.fetch_ref_min;
   const bool files = config_.fetch_send == core::FetchSend::kSendfile;
 
   Nanos now = mono_now();
