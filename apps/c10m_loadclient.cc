@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "base/build_info.h"
@@ -27,7 +28,8 @@ int main(int argc, char** argv) {
   LoadConfig cfg;
   std::vector<std::string> addrs;
   std::string op = "echo", payload = "64", schedule = "fixed", srcips;
-  std::string duration = "10s", warmup = "0", connect_timeout = "5s", grace = "2s", chunk = "16KiB";
+  std::string duration = "10s", warmup = "0", connect_timeout = "5s", grace = "2s", chunk = "16KiB",
+              send_slack = "50us", sndbuf = "0", rcvbuf = "0";
   bool quiet = false, version = false;
   int64_t worker_t0 = 0;
 
@@ -60,6 +62,10 @@ int main(int argc, char** argv) {
   app.add_option("--jitter", cfg.schedule.jitter, "fixed schedule: each gap scaled by U[1-j, 1+j]")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_option("--send-slack", send_slack,
+                 "open model: one wake-up sends everything due within this; a send that goes "
+                 "early is timed from when it left, a late one from when it was due")
+      ->capture_default_str();
   app.add_option("--duration", duration, "measured time after warm-up (the run always ends)")
       ->capture_default_str();
   app.add_option("--warmup", warmup, "leading time whose samples are left out")
@@ -79,6 +85,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--nodelay,!--no-nodelay", cfg.nodelay,
                "TCP_NODELAY on client sockets (default on)");
+  app.add_option("--sndbuf", sndbuf, "SO_SNDBUF of client sockets (0: kernel default, autotuned)")
+      ->capture_default_str();
+  app.add_option("--rcvbuf", rcvbuf, "SO_RCVBUF of client sockets (0: kernel default, autotuned)")
+      ->capture_default_str();
   app.add_flag("--reconnect", cfg.reconnect,
                "after GOAWAY or a server close, open a new connection");
   app.add_option("--connect-timeout", connect_timeout, "give up on a connect after this long")
@@ -145,7 +155,8 @@ int main(int argc, char** argv) {
   } durations[] = {{"--duration", &duration, &cfg.duration},
                    {"--warmup", &warmup, &cfg.warmup},
                    {"--connect-timeout", &connect_timeout, &cfg.connect_timeout},
-                   {"--grace", &grace, &cfg.grace}};
+                   {"--grace", &grace, &cfg.grace},
+                   {"--send-slack", &send_slack, &cfg.send_slack}};
   for (auto& d : durations) {
     auto v = parse_duration(*d.text);
     if (!v)
@@ -155,6 +166,14 @@ int main(int argc, char** argv) {
   }
   if (cfg.duration <= 0) return usage_error("--duration must be > 0 (every run ends by itself)");
   if (cfg.connect_timeout <= 0) return usage_error("--connect-timeout must be > 0");
+  if (cfg.send_slack > kMillisecond) return usage_error("--send-slack must be 0..1ms");
+  for (auto [flag, text, out] : {std::tuple{"--sndbuf", &sndbuf, &cfg.sndbuf},
+                                 std::tuple{"--rcvbuf", &rcvbuf, &cfg.rcvbuf}}) {
+    auto v = parse_size(*text);
+    if (!v || *v > (1u << 30))
+      return usage_error(fmt::format("{} '{}': expected a size like 64KiB", flag, *text));
+    *out = static_cast<int>(*v);
+  }
   if (!srcips.empty()) {
     auto s = parse_source_ips(srcips, &err);
     if (!s) return usage_error(err);

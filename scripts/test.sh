@@ -2,6 +2,9 @@
 # The project's test command (README, .ci/run): installs what is missing, then builds and
 # runs the whole suite in the release build and under ASan+UBSan, the threaded end-to-end
 # tests under TSan, then fuzzes the decoder and request logic for a bounded time.
+# The release build includes the peers of bench/peers (Asio, libuv, Go, Tokio; Go and
+# Tokio through bench/peers/build_peers.sh) and peers_test runs each of them under the load
+# client; the sanitizer builds skip them (only echo_peer is ours to sanitize).
 # Exits non-zero on the first failure.
 #   C10M_FUZZ_SECONDS  seconds for the session fuzzer (default 60; the frame fuzzer gets 1/3)
 #   C10M_SKIP_ASAN=1, C10M_SKIP_TSAN=1   skip a sanitizer pass (local iteration only; CI never sets them)

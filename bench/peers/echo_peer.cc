@@ -1,19 +1,22 @@
 // echo_peer: a raw byte echo server (epoll, one thread) used as a test peer for the load
 // client. Any byte echo server is a valid PING/ECHO peer (docs/PROTOCOL.md): replies are
 // byte-identical to requests. --flip-every N corrupts one byte in every N echoed bytes of
-// a connection (XOR 0xFF), to prove the load client counts mismatches.
+// a connection (XOR 0xFF), to prove the load client counts mismatches. --threads N runs N
+// such loops, each on its own thread with its own SO_REUSEPORT listener. TCP_NODELAY on.
 //
-//   echo_peer [--addr 127.0.0.1:0] [--flip-every N]
+//   echo_peer [--addr 127.0.0.1:0] [--threads N] [--flip-every N]
 // Prints "listening on HOST:PORT" on stderr; exits on SIGTERM/SIGINT.
 #include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -21,8 +24,9 @@
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+// Set by SIGTERM/SIGINT, read by every loop (lock-free, so async-signal-safe).
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 
 struct PeerConn {
   std::vector<uint8_t> out;  // bytes the kernel refused; empty otherwise
@@ -30,40 +34,8 @@ struct PeerConn {
   uint64_t echoed = 0;  // bytes echoed so far (for --flip-every)
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::string addr_text = "127.0.0.1:0";
-  uint64_t flip_every = 0;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--addr" && i + 1 < argc)
-      addr_text = argv[++i];
-    else if (a == "--flip-every" && i + 1 < argc)
-      flip_every = std::strtoull(argv[++i], nullptr, 10);
-    else {
-      std::fprintf(stderr, "usage: echo_peer [--addr host:port] [--flip-every N]\n");
-      return 2;
-    }
-  }
-  auto addr = c10m::sys::parse_ipv4_endpoint(addr_text);
-  if (!addr) {
-    std::fprintf(stderr, "echo_peer: bad --addr %s\n", addr_text.c_str());
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  signal(SIGTERM, on_signal);
-  signal(SIGINT, on_signal);
-  c10m::sys::raise_fd_limit();
-  const int lfd = c10m::sys::listen_tcp(*addr, {});
-  if (lfd < 0) {
-    std::fprintf(stderr, "echo_peer: listen %s: %s\n", addr_text.c_str(), std::strerror(-lfd));
-    return 1;
-  }
-  const auto bound = c10m::sys::local_endpoint(lfd);
-  std::fprintf(stderr, "listening on %s\n", c10m::sys::format_endpoint(*bound).c_str());
-  std::fflush(stderr);
-
+// One event loop on listener `lfd` until SIGTERM/SIGINT; closes everything it owns.
+void run_loop(int lfd, uint64_t flip_every) {
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -72,6 +44,7 @@ int main(int argc, char** argv) {
   std::unordered_map<int, PeerConn> conns;
   std::vector<uint8_t> buf(64 * 1024);
   epoll_event events[256];
+  c10m::sys::SocketOptions sock_opts;  // TCP_NODELAY on, kernel buffer sizes
 
   auto close_conn = [&](int fd) {
     ::close(fd);
@@ -97,7 +70,7 @@ int main(int argc, char** argv) {
     return true;
   };
 
-  while (!g_stop) {
+  while (!g_stop.load(std::memory_order_relaxed)) {
     const int n = epoll_wait(ep, events, 256, 200);
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
@@ -105,6 +78,7 @@ int main(int argc, char** argv) {
         for (;;) {
           const int cfd = c10m::sys::accept_conn(lfd, true);
           if (cfd < 0) break;
+          c10m::sys::apply_socket_options(cfd, sock_opts);
           conns[cfd];
           epoll_event m{};
           m.events = EPOLLIN | EPOLLRDHUP;
@@ -149,5 +123,55 @@ int main(int argc, char** argv) {
   for (auto& [fd, c] : conns) ::close(fd);
   ::close(ep);
   ::close(lfd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string addr_text = "127.0.0.1:0";
+  uint64_t flip_every = 0;
+  int threads = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--addr" && i + 1 < argc)
+      addr_text = argv[++i];
+    else if (a == "--flip-every" && i + 1 < argc)
+      flip_every = std::strtoull(argv[++i], nullptr, 10);
+    else if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: echo_peer [--addr host:port] [--threads N] [--flip-every N]\n");
+      return 2;
+    }
+  }
+  auto addr = c10m::sys::parse_ipv4_endpoint(addr_text);
+  if (!addr || threads < 1) {
+    std::fprintf(stderr, "echo_peer: bad --addr %s or --threads\n", addr_text.c_str());
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  c10m::sys::raise_fd_limit();
+  // One listener per loop; with more than one they share the port through SO_REUSEPORT
+  // (the first resolves port 0).
+  std::vector<int> listeners;
+  for (int i = 0; i < threads; ++i) {
+    c10m::sys::ListenOptions opts;
+    opts.reuseport = threads > 1;
+    const int lfd = c10m::sys::listen_tcp(*addr, opts);
+    if (lfd < 0) {
+      std::fprintf(stderr, "echo_peer: listen %s: %s\n", addr_text.c_str(), std::strerror(-lfd));
+      return 1;
+    }
+    if (i == 0) addr = c10m::sys::local_endpoint(lfd);
+    listeners.push_back(lfd);
+  }
+  std::fprintf(stderr, "listening on %s\n", c10m::sys::format_endpoint(*addr).c_str());
+  std::fflush(stderr);
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(run_loop, listeners[i], flip_every);
+  run_loop(listeners[0], flip_every);
+  for (auto& t : pool) t.join();
   return 0;
 }

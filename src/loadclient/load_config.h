@@ -34,6 +34,9 @@ struct LoadConfig {
   Nanos connect_timeout = 5 * kSecond;
   Nanos grace = 2 * kSecond;  // after the last send: wait this long for owed replies
   double ramp = 0;            // connections opened per second, all processes; 0 = at once
+  Nanos send_slack = 50 * kMicrosecond;  // one wake serves every send due within this
+  int sndbuf = 0;                        // SO_SNDBUF / SO_RCVBUF of client sockets (0: kernel)
+  int rcvbuf = 0;
   int threads = 1;
   int procs = 1;
   uint64_t seed = 1;

@@ -11,6 +11,7 @@
 
 #include "base/build_info.h"
 #include "base/units.h"
+#include "loadclient/load_worker.h"
 #include "sys/socket.h"
 
 namespace c10m::loadclient {
@@ -114,23 +115,61 @@ double RunReport::target_rate() const {
   return config.closed_loop() ? 0.0 : static_cast<double>(config.active_target()) * config.rate;
 }
 
+// A loop that waited in the run queue for more than this share of the window was starved
+// (the per-second threshold of the worker is the same).
+constexpr double kStarvedWindowShare = 0.10;
+constexpr double kBusyWindowShare = 0.90;
+
+static double loop_seconds(const RunReport& r) {
+  return r.measured_s * static_cast<double>(std::max(1, r.config.threads)) *
+         static_cast<double>(std::max(1, r.config.procs));
+}
+
+double RunReport::loop_cpu_share() const {
+  const double s = loop_seconds(*this);
+  return s > 0 ? static_cast<double>(totals.cpu_ns) / 1e9 / s : 0.0;
+}
+
+double RunReport::loop_wait_share() const {
+  const double s = loop_seconds(*this);
+  if (totals.schedstat_loops == 0 || s <= 0) return -1;
+  return static_cast<double>(totals.run_delay_ns) / 1e9 / s;
+}
+
 bool RunReport::client_behind() const {
   if (config.closed_loop()) return false;
   const bool late =
       totals.sent_measured > 0 &&
       static_cast<double>(totals.late_sends) > 0.01 * static_cast<double>(totals.sent_measured);
-  return late || totals.saturated_ticks > 0;
+  return late || totals.saturated_ticks > 0 || totals.starved_ticks > 0 ||
+         loop_wait_share() > kStarvedWindowShare;
+}
+
+std::string RunReport::behind_cause() const {
+  if (!client_behind()) return "";
+  const bool busy = totals.saturated_ticks > 0 || loop_cpu_share() > kBusyWindowShare;
+  const bool starved = totals.starved_ticks > 0 || loop_wait_share() > kStarvedWindowShare;
+  if (busy && starved) return "busy loop and starved by the scheduler";
+  if (busy) return "busy loop";
+  if (starved) return "starved by the scheduler";
+  return "short stalls";
 }
 
 void RunReport::compute_warnings() {
   warnings.clear();
   if (client_behind()) {
-    warnings.push_back(
-        fmt::format("WARNING: THE CLIENT FELL BEHIND ITS SCHEDULE ({} of {} sends started > 1 ms "
-                    "late, {} loop-seconds "
-                    "CPU-saturated): latencies include the client's own delay; add --threads or "
-                    "--procs, or lower the rate",
-                    totals.late_sends, totals.sent_measured, totals.saturated_ticks));
+    const double wait = loop_wait_share();
+    warnings.push_back(fmt::format(
+        "WARNING: THE CLIENT FELL BEHIND ITS SCHEDULE ({}: {} of {} sends started > 1 ms late, "
+        "{} loop-seconds CPU-saturated, {} loop-seconds starved; loops used {:.0f}% CPU and "
+        "waited {} in the run queue): latencies include the client's own delay; {}",
+        behind_cause(), totals.late_sends, totals.sent_measured, totals.saturated_ticks,
+        totals.starved_ticks, 100 * loop_cpu_share(),
+        wait < 0 ? std::string("an unknown share") : fmt::format("{:.0f}%", 100 * wait),
+        totals.starved_ticks > 0 || wait > kStarvedWindowShare
+            ? "the box is busy: give the client a core of its own (fewer other processes, or "
+              "pin it), then add --threads or --procs"
+            : "add --threads or --procs, or lower the rate"));
   }
   for (size_t i = 0; i < kConnectFailKinds; ++i) {
     if (totals.connect_fail[i] == 0) continue;
@@ -163,6 +202,33 @@ static std::string fmt_bytes(double b) {
   return fmt::format("{:.0f} B", b);
 }
 
+static double per(uint64_t a, uint64_t b) {
+  return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
+}
+
+// Byte rates of the measured window: payload = the STREAM/FETCH totals (or ECHO/SINK
+// payloads) of the measured requests completed; wire = every byte written and read on the
+// sockets during the window, headers and acknowledgements included. MB = 10^6 bytes.
+struct Throughput {
+  double payload_mb_s, payload_gbit_s, wire_mb_s, wire_gbit_s, out_mb_s, in_mb_s;
+};
+
+static Throughput throughput(const RunReport& r, double window) {
+  const double payload = static_cast<double>(r.totals.payload_bytes) / window;
+  const double out = static_cast<double>(r.totals.wire_out) / window;
+  const double in = static_cast<double>(r.totals.wire_in) / window;
+  return {payload / 1e6,        payload * 8 / 1e9, (out + in) / 1e6,
+          (out + in) * 8 / 1e9, out / 1e6,         in / 1e6};
+}
+
+static nlohmann::json throughput_json(const RunReport& r, double window) {
+  const Throughput t = throughput(r, window);
+  return {{"payload_bytes", r.totals.payload_bytes}, {"wire_bytes_out", r.totals.wire_out},
+          {"wire_bytes_in", r.totals.wire_in},       {"payload_MB_per_s", t.payload_mb_s},
+          {"payload_Gbit_per_s", t.payload_gbit_s},  {"wire_MB_per_s", t.wire_mb_s},
+          {"wire_Gbit_per_s", t.wire_gbit_s}};
+}
+
 nlohmann::json RunReport::to_json() const {
   using nlohmann::json;
   const LoadConfig& c = config;
@@ -187,6 +253,9 @@ nlohmann::json RunReport::to_json() const {
               {"srcips", c.srcips.size()},
               {"connect_timeout_s", static_cast<double>(c.connect_timeout) / 1e9},
               {"grace_s", static_cast<double>(c.grace) / 1e9},
+              {"send_slack_us", static_cast<double>(c.send_slack) / 1e3},
+              {"sndbuf", c.sndbuf},
+              {"rcvbuf", c.rcvbuf},
               {"server_pid", c.server_pid}};
   json host = {{"kernel", kernel_release()},
                {"cpu", cpu_model()},
@@ -226,25 +295,50 @@ nlohmann::json RunReport::to_json() const {
                totals.conns_open ? grown / static_cast<double>(totals.conns_open) : 0.0},
               {"cpu_s", server_cpu}};
   }
-  json summary = {{"conns",
-                   {{"target", c.conns},
-                    {"active_target", c.active_target()},
-                    {"open", totals.conns_open},
-                    {"opened", totals.conns_opened},
-                    {"connect_failures", totals.connect_failures()}}},
-                  {"rate",
-                   {{"target_per_s", target_rate()},
-                    {"achieved_per_s", static_cast<double>(totals.sent_measured) / window},
-                    {"completed_per_s", static_cast<double>(totals.done_measured) / window}}},
-                  {"latency_us", latency},
-                  {"errors", totals.errors()},
-                  {"mismatches", totals.mismatches},
-                  {"client_behind", client_behind()},
-                  {"late_sends", totals.late_sends},
-                  {"saturated_loop_seconds", totals.saturated_ticks},
-                  {"measured_s", measured_s},
-                  {"cpu", cpu},
-                  {"server", server}};
+  json summary = {
+      {"conns",
+       {{"target", c.conns},
+        {"active_target", c.active_target()},
+        {"open", totals.conns_open},
+        {"opened", totals.conns_opened},
+        {"connect_failures", totals.connect_failures()}}},
+      {"rate",
+       {{"target_per_s", target_rate()},
+        {"achieved_per_s", static_cast<double>(totals.sent_measured) / window},
+        {"completed_per_s", static_cast<double>(totals.done_measured) / window}}},
+      {"latency_us", latency},
+      {"errors", totals.errors()},
+      {"mismatches", totals.mismatches},
+      {"client_behind", client_behind()},
+      {"behind_cause", behind_cause().empty() ? json(nullptr) : json(behind_cause())},
+      {"late_sends", totals.late_sends},
+      {"early_sends", totals.early_sends},
+      {"send_lag_us_mean", totals.sent_measured ? static_cast<double>(totals.send_lag_ns) / 1e3 /
+                                                      static_cast<double>(totals.sent_measured)
+                                                : 0.0},
+      {"saturated_loop_seconds", totals.saturated_ticks},
+      {"starved_loop_seconds", totals.starved_ticks},
+      {"client_loops",
+       {{"loops", std::max(1, c.threads) * std::max(1, c.procs)},
+        {"cpu_share", loop_cpu_share()},
+        {"run_queue_wait_share", loop_wait_share() < 0 ? json(nullptr) : json(loop_wait_share())},
+        {"run_queue_wait_s", totals.schedstat_loops
+                                 ? json(static_cast<double>(totals.run_delay_ns) / 1e9)
+                                 : json(nullptr)},
+        {"conn_struct_bytes", LoadWorker::conn_struct_bytes()}}},
+      {"syscalls",
+       {{"write_calls", totals.write_calls},
+        {"read_calls", totals.read_calls},
+        {"wait_calls", totals.wait_calls},
+        {"partial_writes", totals.partial_writes},
+        {"frames_out", totals.frames_out},
+        {"frames_in", totals.frames_in},
+        {"frames_per_write", per(totals.frames_out, totals.write_calls)},
+        {"frames_per_read", per(totals.frames_in, totals.read_calls)}}},
+      {"throughput", throughput_json(*this, window)},
+      {"measured_s", measured_s},
+      {"cpu", cpu},
+      {"server", server}};
   json series_json = json::array();
   for (const auto& p : series)
     series_json.push_back({{"t", p.t},
@@ -315,6 +409,35 @@ std::string RunReport::table() const {
       "errors", totals.errors(), totals.connect_failures(), totals.error_frame_count(),
       totals.unexpected_closes, totals.unanswered);
   out += fmt::format("  {:<16}{}\n", "mismatches", totals.mismatches);
+  if (c.op == Op::kStream || c.op == Op::kFetch) {
+    const Throughput t = throughput(*this, window);
+    out += fmt::format(
+        "  {:<16}payload {:.1f} MB/s ({:.2f} Gbit/s); wire {:.1f} MB/s ({:.2f} Gbit/s) = {:.1f} "
+        "out + {:.1f} in\n",
+        "throughput", t.payload_mb_s, t.payload_gbit_s, t.wire_mb_s, t.wire_gbit_s, t.out_mb_s,
+        t.in_mb_s);
+  }
+  out += fmt::format(
+      "  {:<16}{:.1f} frames per write, {:.1f} per read, {:.1f} per wait ({} writes, {} reads, "
+      "{} waits, {} partial writes)\n",
+      "syscalls", per(totals.frames_out, totals.write_calls),
+      per(totals.frames_in, totals.read_calls), per(totals.frames_in, totals.wait_calls),
+      totals.write_calls, totals.read_calls, totals.wait_calls, totals.partial_writes);
+  if (!c.closed_loop())
+    out += fmt::format("  {:<16}mean {}, {} sends > 1 ms late, {} early (within --send-slack {})\n",
+                       "send lateness",
+                       fmt_latency(totals.sent_measured ? static_cast<int64_t>(totals.send_lag_ns /
+                                                                               totals.sent_measured)
+                                                        : 0),
+                       totals.late_sends, totals.early_sends, format_duration(c.send_slack));
+  {
+    const double wait = loop_wait_share();
+    out += fmt::format(
+        "  {:<16}CPU {:.0f}% of the window, run-queue wait {} ({} loop-s saturated, {} starved)\n",
+        "client loops", 100 * loop_cpu_share(),
+        wait < 0 ? std::string("unknown") : fmt::format("{:.1f}%", 100 * wait),
+        totals.saturated_ticks, totals.starved_ticks);
+  }
   if (totals.goaways)
     out +=
         fmt::format("  {:<16}{} (reconnects {})\n", "goaways", totals.goaways, totals.reconnects);

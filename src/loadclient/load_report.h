@@ -72,7 +72,17 @@ struct RunReport {
   std::vector<std::string> warnings;
 
   void merge_processes();  // totals + histogram from processes
+  /// Open model only: more than 1% of the measured sends left > 1 ms late, or a loop spent
+  /// a second CPU-saturated or starved by the scheduler while it had sends scheduled, or
+  /// the loops waited more than 10% of the window in the run queue.
   bool client_behind() const;
+  /// Why the client fell behind ("busy loop", "starved by the scheduler", both, or
+  /// "short stalls"), or "" when it did not.
+  std::string behind_cause() const;
+  /// Shares of the measured window (per loop, averaged): CPU used, and time spent waiting
+  /// in the run queue (-1 when the kernel gives no schedstat).
+  double loop_cpu_share() const;
+  double loop_wait_share() const;
   double target_rate() const;  // requests/s over all active connections (open model)
   nlohmann::json to_json() const;
   std::string table() const;

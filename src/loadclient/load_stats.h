@@ -17,24 +17,38 @@ const char* connect_fail_name(ConnectFail kind);  // "emfile", "eaddrnotavail", 
 const char* connect_fail_hint(ConnectFail kind);  // "fd limit reached: use --procs", ...
 ConnectFail classify_connect_errno(int err);      // err > 0
 
-#define C10M_LOADCLIENT_COUNTERS(X)                                                   \
-  X(conns_opened) /* connects that succeeded (reconnects included) */                 \
-  X(conns_open)   /* gauge: open now (at the end: open when sending stopped) */       \
-  X(reconnects)                                                                       \
-  X(ops_sent)      /* requests sent, whole run */                                     \
-  X(ops_done)      /* replies complete, whole run */                                  \
-  X(sent_measured) /* requests whose intended time is in the measured window */       \
-  X(done_measured) /* ... completed (these are in the histogram) */                   \
-  X(late_sends)    /* measured sends that left > 1 ms after their intended time */    \
-  X(mismatches)    /* replies that were not what the request asked for */             \
-  X(goaways)                                                                          \
-  X(unexpected_closes) /* the server closed or reset a connection we did not close */ \
-  X(unanswered)        /* requests lost with a closed connection */                   \
-  X(incomplete_at_end) /* measured requests still unanswered when the grace ended */  \
-  X(bytes_out)                                                                        \
-  X(bytes_in)                                                                         \
-  X(saturated_ticks) /* seconds a worker loop spent > 95% on CPU while sending */     \
-  X(cpu_ns)          /* worker threads' CPU time in the measured window */
+#define C10M_LOADCLIENT_COUNTERS(X)                                                        \
+  X(conns_opened) /* connects that succeeded (reconnects included) */                      \
+  X(conns_open)   /* gauge: open now (at the end: open when sending stopped) */            \
+  X(reconnects)                                                                            \
+  X(ops_sent)      /* requests sent, whole run */                                          \
+  X(ops_done)      /* replies complete, whole run */                                       \
+  X(sent_measured) /* requests whose intended time is in the measured window */            \
+  X(done_measured) /* ... completed (these are in the histogram) */                        \
+  X(late_sends)    /* measured sends that left > 1 ms after their intended time */         \
+  X(mismatches)    /* replies that were not what the request asked for */                  \
+  X(goaways)                                                                               \
+  X(unexpected_closes) /* the server closed or reset a connection we did not close */      \
+  X(unanswered)        /* requests lost with a closed connection */                        \
+  X(incomplete_at_end) /* measured requests still unanswered when the grace ended */       \
+  X(bytes_out)                                                                             \
+  X(bytes_in)                                                                              \
+  X(saturated_ticks) /* seconds a worker loop spent > 95% on CPU while sending */          \
+  X(starved_ticks)   /* seconds a loop waited > 10% of the time in the run queue */        \
+  X(cpu_ns)          /* worker threads' CPU time in the measured window */                 \
+  X(run_delay_ns)    /* ... their run-queue wait (schedstat) in the measured window */     \
+  X(schedstat_loops) /* loops whose run-queue wait could be read (0: not known) */         \
+  X(early_sends)     /* measured sends that left before their intended time (slack) */     \
+  X(send_lag_ns)     /* sum over measured sends of how late each left (0 if early) */      \
+  X(frames_out)      /* request frames handed to write/writev (CHUNKs included) */         \
+  X(frames_in)       /* reply frames read */                                               \
+  X(write_calls)     /* write/writev syscalls */                                           \
+  X(read_calls)      /* read syscalls on connections */                                    \
+  X(wait_calls)      /* epoll_pwait2 syscalls (one per loop turn) */                       \
+  X(partial_writes)  /* writes the kernel took only part of (rest queued) */               \
+  X(payload_bytes)   /* payload of the measured requests completed (STREAM/FETCH total) */ \
+  X(wire_out)        /* bytes written in the measured window */                            \
+  X(wire_in)         /* bytes read in the measured window */
 
 struct WorkerCounters {
 #define C10M_X(name) metrics::Counter name;

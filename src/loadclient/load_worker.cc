@@ -1,15 +1,19 @@
 #include "loadclient/load_worker.h"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <queue>
 #include <span>
 
+#include "loadclient/send_heap.h"
+#include "loadclient/write_stage.h"
 #include "proto/frame.h"
 #include "proto/frame_reader.h"
 #include "sys/socket.h"
@@ -18,25 +22,34 @@ namespace c10m::loadclient {
 namespace {
 
 constexpr size_t kReadBufferSize = 256 * 1024;
-constexpr size_t kMaxConnectsInProgress = 512;  // per loop; keeps SYN bursts under the backlog
-constexpr int kReadBurst = 8;                   // reads per readiness event: no starvation
+constexpr size_t kStageArenaSize = 512 * 1024;   // staged requests of one turn, per loop
+constexpr size_t kStageMaxRequest = 128 * 1024;  // larger requests (STREAM) are written directly
+constexpr int kMaxIov = 64;                      // iovecs per writev
+constexpr size_t kMaxConnectsInProgress = 512;   // per loop; keeps SYN bursts under the backlog
+constexpr int kReadBurst = 8;                    // reads per readiness event: no starvation
 constexpr Nanos kLateThreshold = kMillisecond;
 constexpr double kSaturatedCpuShare = 0.95;
+constexpr double kStarvedShare = 0.10;         // run-queue wait per second that counts as starved
+constexpr unsigned long kTimerSlackNs = 1000;  // kernel slack of the loop's own wake-ups
 
 enum class State : uint8_t { kNew, kConnecting, kOpen, kClosed };
 enum class CloseReason : uint8_t { kGoaway, kUnexpected, kMismatch, kAfterError };
 
 // One request whose reply is owed.
 struct Pending {
-  Nanos intended = 0;    // when the schedule meant to send it: latency starts here
+  Nanos origin = 0;      // latency starts here: the intended send time, or the actual one if
+                         // the request left early (within --send-slack): never understated
   uint32_t size = 0;     // payload / total bytes
   uint32_t pat_off = 0;  // where its bytes start in the PayloadPattern
   bool measured = false;
   bool bad = false;  // a reply byte differed
 };
 
-// Only active connections have one (allocated at connect).
+// Only active connections have one (allocated at their first connect, kept across
+// reconnects so the seeded stream continues).
 struct ActiveState {
+  Rng rng;                    // schedule, payload sizes and offsets
+  WriteStage::Chain staged;   // requests staged in this turn
   std::vector<Pending> ring;  // power-of-two capacity
   uint32_t head = 0;
   uint32_t count = 0;
@@ -64,18 +77,40 @@ struct ActiveState {
   }
 };
 
-struct TimerEntry {
-  Nanos when;
-  uint32_t idx;
-  uint32_t gen;
-  bool operator>(const TimerEntry& o) const { return when > o.when; }
-};
-
 Nanos thread_cpu_now() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<Nanos>(ts.tv_sec) * kSecond + ts.tv_nsec;
 }
+
+// The calling thread's run-queue wait: the second field of /proc/thread-self/schedstat,
+// nanoseconds spent runnable but not running. Opened on the loop's own thread.
+class RunQueueClock {
+ public:
+  RunQueueClock() : fd_(::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC)) {}
+  ~RunQueueClock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RunQueueClock(const RunQueueClock&) = delete;
+  RunQueueClock& operator=(const RunQueueClock&) = delete;
+  /// -1 when unknown (no schedstat in this kernel).
+  Nanos now() const {
+    if (fd_ < 0) return -1;
+    char buf[96];
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char* end = nullptr;
+    std::strtoull(buf, &end, 10);  // on-CPU time
+    if (end == buf) return -1;
+    const char* p = end;
+    const unsigned long long wait = std::strtoull(p, &end, 10);
+    return end == p ? -1 : static_cast<Nanos>(wait);
+  }
+
+ private:
+  int fd_;
+};
 
 uint32_t chunk_count(uint32_t total, uint32_t chunk) { return (total + chunk - 1) / chunk; }
 
@@ -90,9 +125,7 @@ struct LoadWorker::Conn {
   bool got_error = false;
   uint8_t error_code = 0;
   uint64_t global_id = 0;
-  Nanos started = 0;
-  Nanos next_send = kNever;
-  Rng rng;
+  Nanos started = 0;  // when the connect began
   proto::FrameReader reader;
   std::unique_ptr<ActiveState> act;
 };
@@ -106,9 +139,10 @@ struct LoadWorker::Impl {
   double ramp;
   int ep = -1;
   std::vector<uint8_t> rbuf;
-  std::vector<uint8_t> wbuf;
+  std::vector<uint8_t> wbuf;         // requests too large to stage (STREAM)
   std::vector<uint8_t> fetch_table;  // fetch_table[k] = k mod 251, k < 251 + 65535
-  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<TimerEntry>> timers;
+  SendHeap timers;
+  WriteStage stage;
   std::deque<std::pair<uint32_t, uint32_t>> connecting;  // (idx, gen) in start order
   std::vector<uint32_t> reconnect_queue;
   size_t next_to_open = 0;
@@ -116,16 +150,25 @@ struct LoadWorker::Impl {
   uint64_t owed = 0;
   bool sending = true;
   Nanos t0, t_warm, t_end;
-  Nanos cpu_at_warm = -1;
+  // The measured window's start: this loop's CPU, run-queue wait and bytes at t_warm.
+  bool warm_marked = false;
+  Nanos cpu_at_warm = 0, wait_at_warm = 0;
+  uint64_t out_at_warm = 0, in_at_warm = 0;
   std::string first_error[kConnectFailKinds];
 
   Impl(LoadWorker& worker, const LoadConfig& c, const PayloadPattern& p, std::vector<uint64_t> ids,
        double r)
-      : w(worker), cfg(c), pat(p), ctr(worker.counters_), conns(ids.size()), ramp(r) {
+      : w(worker),
+        cfg(c),
+        pat(p),
+        ctr(worker.counters_),
+        conns(ids.size()),
+        ramp(r),
+        timers(ids.size()),
+        stage(kStageArenaSize) {
     for (size_t i = 0; i < ids.size(); ++i) {
       conns[i].global_id = ids[i];
       conns[i].active = is_active_conn(ids[i], cfg.active_frac);
-      conns[i].rng = Rng::for_stream(cfg.seed, ids[i]);
     }
     t0 = cfg.t0;
     t_warm = t0 + cfg.warmup;
@@ -141,11 +184,15 @@ struct LoadWorker::Impl {
   std::string setup() {
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) return std::string("epoll_create1: ") + std::strerror(errno);
+    // The loop times its own wake-ups (and batches them with --send-slack): keep the
+    // kernel from adding its default 50 us of timer slack on top.
+    prctl(PR_SET_TIMERSLACK, kTimerSlackNs, 0, 0, 0);
     rbuf.resize(kReadBufferSize);
-    const uint32_t max_size = cfg.payload.max_size();
-    const uint32_t chunk = cfg.chunk;
-    wbuf.resize(proto::kHeaderSize + proto::kStreamPayloadSize + max_size +
-                proto::kHeaderSize * (chunk_count(max_size, chunk) + 1) + proto::kMaxFrame);
+    if (cfg.op == Op::kStream) {
+      const uint32_t max_size = cfg.payload.max_size();
+      wbuf.resize(proto::kHeaderSize + proto::kStreamPayloadSize + max_size +
+                  proto::kHeaderSize * (chunk_count(max_size, cfg.chunk) + 1));
+    }
     if (cfg.op == Op::kFetch) {
       fetch_table.resize(proto::kFetchModulus + proto::kMaxPayload);
       for (size_t k = 0; k < fetch_table.size(); ++k) fetch_table[k] = proto::fetch_pattern_byte(k);
@@ -251,19 +298,23 @@ struct LoadWorker::Impl {
     }
     sys::SocketOptions opts;
     opts.nodelay = cfg.nodelay;
+    opts.sndbuf = cfg.sndbuf;
+    opts.rcvbuf = cfg.rcvbuf;
     sys::apply_socket_options(c.fd, opts);
     c.state = State::kOpen;
     set_events(c, idx, EPOLLIN | EPOLLRDHUP);
     ctr.conns_opened.add();
     ctr.conns_open.add();
     if (!c.active || !sending) return;
-    if (!c.act) c.act = std::make_unique<ActiveState>();
+    if (!c.act) {
+      c.act = std::make_unique<ActiveState>();
+      c.act->rng = Rng::for_stream(cfg.seed, c.global_id);
+    }
     if (cfg.closed_loop()) {
       for (uint32_t k = 0; k < cfg.inflight && c.state == State::kOpen; ++k)
         send_op(c, idx, now, now);
     } else {
-      c.next_send = now + cfg.schedule.first_offset(c.rng);
-      timers.push({c.next_send, idx, c.gen});
+      timers.push(idx, now + cfg.schedule.first_offset(c.act->rng));
     }
   }
 
@@ -273,7 +324,7 @@ struct LoadWorker::Impl {
     ++c.gen;
     if (c.state == State::kOpen) ctr.conns_open.sub();
     c.state = State::kClosed;
-    c.next_send = kNever;
+    timers.remove(idx);
     if (c.act) {
       if (c.act->count) {
         ctr.unanswered.add(c.act->count);
@@ -282,6 +333,7 @@ struct LoadWorker::Impl {
       c.act->count = 0;
       c.act->head = 0;
       c.act->got = 0;
+      c.act->staged = {};  // its staged bytes are abandoned in the arena
       std::vector<uint8_t>().swap(c.act->wq);
       c.act->wq_off = 0;
     }
@@ -292,33 +344,111 @@ struct LoadWorker::Impl {
     }
   }
 
-  // ---- sending -----------------------------------------------------------------------
-  void write_bytes(Conn& c, uint32_t idx, const uint8_t* data, size_t len) {
+  // ---- writing -----------------------------------------------------------------------
+  // Queues bytes the kernel refused; EPOLLOUT brings the connection back to flush().
+  void queue_rest(Conn& c, uint32_t idx, const uint8_t* data, size_t len) {
     ActiveState& a = *c.act;
-    if (!a.wq.empty()) {
-      a.wq.insert(a.wq.end(), data, data + len);
-      return;
-    }
-    ssize_t n = sys::write_some(c.fd, data, len);
-    if (n < 0) {
-      if (n != -EAGAIN) {
-        close_conn(c, idx, CloseReason::kUnexpected);
-        return;
-      }
-      n = 0;
-    }
-    ctr.bytes_out.add(static_cast<uint64_t>(n));
-    if (static_cast<size_t>(n) < len) {
-      a.wq.assign(data + n, data + len);
+    const bool was_empty = a.wq.empty();
+    a.wq.insert(a.wq.end(), data, data + len);
+    if (was_empty) {
       a.wq_off = 0;
       set_events(c, idx, EPOLLIN | EPOLLRDHUP | EPOLLOUT);
     }
   }
 
-  void flush(Conn& c, uint32_t idx) {
+  // One write of `len` bytes (requests too large to stage). Returns false when closed.
+  bool write_direct(Conn& c, uint32_t idx, const uint8_t* data, size_t len) {
+    ActiveState& a = *c.act;
+    if (!a.wq.empty()) {
+      queue_rest(c, idx, data, len);
+      return true;
+    }
+    ssize_t n = sys::write_some(c.fd, data, len);
+    ctr.write_calls.add();
+    if (n < 0) {
+      if (n != -EAGAIN) {
+        close_conn(c, idx, CloseReason::kUnexpected);
+        return false;
+      }
+      n = 0;
+    }
+    ctr.bytes_out.add(static_cast<uint64_t>(n));
+    if (static_cast<size_t>(n) < len) {
+      ctr.partial_writes.add();
+      queue_rest(c, idx, data + n, len - static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Writes what this connection staged in this turn: one write (one segment) or writev
+  // (several, up to kMaxIov per call). What the kernel does not take is queued, in order,
+  // so frame boundaries stay intact; while a queue exists, staged bytes go behind it.
+  void flush_staged_conn(Conn& c, uint32_t idx) {
+    if (!c.act) return;
+    ActiveState& a = *c.act;
+    uint32_t s = a.staged.head;
+    a.staged = {};
+    if (s == WriteStage::kNone || c.state != State::kOpen) return;
+    if (!a.wq.empty()) {
+      for (; s != WriteStage::kNone; s = stage.segment(s).next) {
+        const WriteStage::Segment& seg = stage.segment(s);
+        queue_rest(c, idx, stage.bytes(seg), seg.len);
+      }
+      return;
+    }
+    while (s != WriteStage::kNone) {
+      iovec iov[kMaxIov];
+      int cnt = 0;
+      size_t want = 0;
+      for (; s != WriteStage::kNone && cnt < kMaxIov; s = stage.segment(s).next) {
+        const WriteStage::Segment& seg = stage.segment(s);
+        iov[cnt++] = {const_cast<uint8_t*>(stage.bytes(seg)), seg.len};
+        want += seg.len;
+      }
+      ssize_t n = cnt == 1 ? sys::write_some(c.fd, iov[0].iov_base, iov[0].iov_len)
+                           : sys::writev_some(c.fd, iov, cnt);
+      ctr.write_calls.add();
+      if (n < 0) {
+        if (n != -EAGAIN) {
+          close_conn(c, idx, CloseReason::kUnexpected);
+          return;
+        }
+        n = 0;
+      }
+      ctr.bytes_out.add(static_cast<uint64_t>(n));
+      if (static_cast<size_t>(n) == want) continue;
+      ctr.partial_writes.add();
+      size_t skip = static_cast<size_t>(n);
+      for (int i = 0; i < cnt; ++i) {
+        const size_t len = iov[i].iov_len;
+        if (skip >= len) {
+          skip -= len;
+          continue;
+        }
+        queue_rest(c, idx, static_cast<const uint8_t*>(iov[i].iov_base) + skip, len - skip);
+        skip = 0;
+      }
+      for (; s != WriteStage::kNone; s = stage.segment(s).next) {
+        const WriteStage::Segment& seg = stage.segment(s);
+        queue_rest(c, idx, stage.bytes(seg), seg.len);
+      }
+      return;
+    }
+  }
+
+  // The end of a turn (or a full arena): every dirty connection writes once.
+  void flush_staged() {
+    if (stage.idle()) return;
+    for (const uint32_t idx : stage.dirty()) flush_staged_conn(conns[idx], idx);
+    stage.reset();
+  }
+
+  // EPOLLOUT: continue the queue the kernel refused earlier.
+  void flush_queue(Conn& c, uint32_t idx) {
     if (!c.act || c.act->wq.empty()) return;
     ActiveState& a = *c.act;
     const ssize_t n = sys::write_some(c.fd, a.wq.data() + a.wq_off, a.wq.size() - a.wq_off);
+    ctr.write_calls.add();
     if (n < 0) {
       if (n != -EAGAIN) close_conn(c, idx, CloseReason::kUnexpected);
       return;
@@ -332,68 +462,125 @@ struct LoadWorker::Impl {
     }
   }
 
-  void send_op(Conn& c, uint32_t idx, Nanos intended, Nanos now) {
-    Pending p;
-    p.intended = intended;
-    p.measured = intended >= t_warm && intended < t_end;
+  // ---- sending -----------------------------------------------------------------------
+  size_t request_bytes(const Pending& p) const {
+    switch (cfg.op) {
+      case Op::kPing:
+        return proto::kHeaderSize;
+      case Op::kEcho:
+      case Op::kSink:
+        return proto::kHeaderSize + p.size;
+      case Op::kStream:
+        return proto::kHeaderSize + proto::kStreamPayloadSize + p.size +
+               proto::kHeaderSize * size_t{chunk_count(p.size, cfg.chunk)};
+      case Op::kFetch:
+        return proto::kHeaderSize + proto::kStreamPayloadSize;
+    }
+    return 0;
+  }
+
+  // Writes the request's frames to `out` (request_bytes(p) bytes); returns the frame count.
+  uint64_t build_request(uint8_t* out, const Pending& p) const {
     const Op op = cfg.op;
-    if (op != Op::kPing) p.size = cfg.payload.pick(c.rng);
-    if (op == Op::kEcho || op == Op::kSink || op == Op::kStream)
-      p.pat_off = PayloadPattern::pick_offset(c.rng);
-    uint8_t* out = wbuf.data();
-    size_t len = 0;
     switch (op) {
       case Op::kPing:
         proto::write_header(out, proto::FrameType::kPing, 0);
-        len = proto::kHeaderSize;
-        break;
+        return 1;
       case Op::kEcho:
       case Op::kSink:
         proto::write_header(out,
                             op == Op::kEcho ? proto::FrameType::kEcho : proto::FrameType::kSink,
                             static_cast<uint16_t>(p.size));
         std::memcpy(out + proto::kHeaderSize, pat.at(p.pat_off), p.size);
-        len = proto::kHeaderSize + p.size;
-        break;
+        return 1;
       case Op::kStream: {
         proto::write_header(out, proto::FrameType::kStream, proto::kStreamPayloadSize);
         proto::write_stream_spec(out + proto::kHeaderSize, {p.size, cfg.chunk});
-        len = proto::kHeaderSize + proto::kStreamPayloadSize;
+        size_t len = proto::kHeaderSize + proto::kStreamPayloadSize;
         for (uint32_t off = 0; off < p.size; off += cfg.chunk) {
           const uint32_t n = std::min(cfg.chunk, p.size - off);
           proto::write_header(out + len, proto::FrameType::kChunk, static_cast<uint16_t>(n));
           std::memcpy(out + len + proto::kHeaderSize, pat.at(p.pat_off + off), n);
           len += proto::kHeaderSize + n;
         }
-        break;
+        return 1 + uint64_t{chunk_count(p.size, cfg.chunk)};
       }
       case Op::kFetch:
         proto::write_header(out, proto::FrameType::kFetch, proto::kStreamPayloadSize);
         proto::write_stream_spec(out + proto::kHeaderSize, {p.size, cfg.chunk});
-        len = proto::kHeaderSize + proto::kStreamPayloadSize;
-        break;
+        return 1;
     }
-    c.act->push(p);
-    ++owed;
-    ctr.ops_sent.add();
-    if (p.measured) {
-      ctr.sent_measured.add();
-      if (now - intended > kLateThreshold) ctr.late_sends.add();
-    }
-    write_bytes(c, idx, out, len);
+    return 0;
   }
 
+  // Stages one request (written at the end of the turn), or writes it at once when it is
+  // too large to stage. `intended`: when the schedule (or the reply it replaces) wanted
+  // it sent; `now`: this turn's clock.
+  void send_op(Conn& c, uint32_t idx, Nanos intended, Nanos now) {
+    ActiveState& a = *c.act;
+    Pending p;
+    p.origin = intended < now ? intended : now;
+    p.measured = intended >= t_warm && intended < t_end;
+    const Op op = cfg.op;
+    if (op != Op::kPing) p.size = cfg.payload.pick(a.rng);
+    if (op == Op::kEcho || op == Op::kSink || op == Op::kStream)
+      p.pat_off = PayloadPattern::pick_offset(a.rng);
+    const size_t len = request_bytes(p);
+    uint64_t frames = 0;
+    if (len > kStageMaxRequest) {
+      flush_staged_conn(c, idx);  // what this connection staged earlier goes first
+      if (c.state != State::kOpen) return;
+      frames = build_request(wbuf.data(), p);
+      account_send(a, p, intended, now, frames);
+      write_direct(c, idx, wbuf.data(), len);
+      return;
+    }
+    if (stage.room() < len) {
+      flush_staged();  // a full arena ends the turn early
+      if (c.state != State::kOpen) return;
+    }
+    frames = build_request(stage.reserve(len), p);
+    stage.commit(a.staged, idx, len);
+    account_send(a, p, intended, now, frames);
+  }
+
+  void account_send(ActiveState& a, const Pending& p, Nanos intended, Nanos now, uint64_t frames) {
+    a.push(p);
+    ++owed;
+    ctr.ops_sent.add();
+    ctr.frames_out.add(frames);
+    if (p.measured) {
+      ctr.sent_measured.add();
+      if (now > intended) {
+        ctr.send_lag_ns.add(static_cast<uint64_t>(now - intended));
+        if (now - intended > kLateThreshold) ctr.late_sends.add();
+      } else if (now < intended) {
+        ctr.early_sends.add();
+      }
+    }
+  }
+
+  // Every send due by now + send_slack goes in this turn (early ones are timed from when
+  // they actually leave, late ones from when they should have left).
   void fire_timers(Nanos now) {
-    while (!timers.empty() && timers.top().when <= now) {
-      const TimerEntry t = timers.top();
-      timers.pop();
-      Conn& c = conns[t.idx];
-      if (c.gen != t.gen || c.state != State::kOpen || c.goaway || c.next_send != t.when) continue;
-      if (t.when >= t_end) continue;
-      send_op(c, t.idx, t.when, now);  // late sends still go, timed from t.when
-      if (c.state != State::kOpen) continue;
-      c.next_send = t.when + cfg.schedule.next_gap(c.rng);
-      timers.push({c.next_send, t.idx, c.gen});
+    const Nanos horizon = now + cfg.send_slack;
+    while (!timers.empty() && timers.top_when() <= horizon) {
+      const uint32_t idx = timers.top_conn();
+      const Nanos when = timers.top_when();
+      if (when >= t_end) {
+        timers.pop();
+        continue;
+      }
+      Conn& c = conns[idx];
+      send_op(c, idx, when, now);             // late sends still go, timed from `when`
+      if (c.state != State::kOpen) continue;  // closed: it left the heap
+      const Nanos next = when + cfg.schedule.next_gap(c.act->rng);
+      if (timers.top_conn() == idx) {
+        timers.reschedule_top(next);
+      } else {
+        timers.remove(idx);
+        timers.push(idx, next);
+      }
     }
   }
 
@@ -444,10 +631,11 @@ struct LoadWorker::Impl {
   // Returns false when the connection was closed.
   bool on_frame_end(Conn& c, uint32_t idx, Nanos now) {
     const proto::FrameHeader h = c.reader.header();
+    ctr.frames_in.add();
     if (h.type == static_cast<uint8_t>(proto::FrameType::kGoaway)) {
       ctr.goaways.add();
       c.goaway = true;
-      c.next_send = kNever;
+      timers.remove(idx);
       if (!c.act || c.act->count == 0) {
         close_conn(c, idx, CloseReason::kGoaway);
         return false;
@@ -489,11 +677,12 @@ struct LoadWorker::Impl {
     a.pop();
     --owed;
     ctr.ops_done.add();
-    const Nanos latency = now - p.intended;
+    const Nanos latency = now - p.origin;
     w.interval_.record(latency);
     if (p.measured) {
       w.measured_.record(latency);
       ctr.done_measured.add();
+      ctr.payload_bytes.add(p.size);
     }
     if (p.bad) ctr.mismatches.add();
     if (c.goaway) {
@@ -531,6 +720,7 @@ struct LoadWorker::Impl {
   void on_readable(Conn& c, uint32_t idx) {
     for (int burst = 0; burst < kReadBurst; ++burst) {
       const ssize_t n = sys::read_some(c.fd, rbuf.data(), rbuf.size());
+      ctr.read_calls.add();
       if (n == -EAGAIN) return;
       if (n <= 0) {
         const bool expected = c.got_error || (c.goaway && (!c.act || c.act->count == 0));
@@ -557,16 +747,39 @@ struct LoadWorker::Impl {
 
   std::string run() {
     if (std::string err = setup(); !err.empty()) return err;
+    const RunQueueClock run_queue;
+    if (run_queue.now() >= 0) ctr.schedstat_loops.add();
     epoll_event events[256];
     Nanos next_tick = t0 + kSecond;
     Nanos tick_cpu = thread_cpu_now();
+    Nanos tick_wait = run_queue.now();
     Nanos tick_wall = mono_now();
+    if (tick_wall >= t_warm) {
+      // This thread began after the window opened (a starved process starts late): its
+      // counts since it was created, waiting for its first run included, belong to it.
+      warm_marked = true;
+      tick_cpu = tick_wait = 0;
+      tick_wall = t0;
+    }
     for (;;) {
       Nanos now = mono_now();
-      if (cpu_at_warm < 0 && now >= t_warm) cpu_at_warm = thread_cpu_now();
+      if (!warm_marked && now >= t_warm) {
+        warm_marked = true;
+        cpu_at_warm = thread_cpu_now();
+        wait_at_warm = run_queue.now();
+        out_at_warm = ctr.bytes_out.load();
+        in_at_warm = ctr.bytes_in.load();
+      }
       if (sending && (now >= t_end || w.stop_.load(std::memory_order_relaxed))) {
         sending = false;
-        if (cpu_at_warm >= 0) ctr.cpu_ns.set(static_cast<uint64_t>(thread_cpu_now() - cpu_at_warm));
+        if (warm_marked) {
+          ctr.cpu_ns.set(static_cast<uint64_t>(thread_cpu_now() - cpu_at_warm));
+          const Nanos wait = run_queue.now();
+          if (wait >= 0 && wait_at_warm >= 0)
+            ctr.run_delay_ns.set(static_cast<uint64_t>(wait - wait_at_warm));
+          ctr.wire_out.set(ctr.bytes_out.load() - out_at_warm);
+          ctr.wire_in.set(ctr.bytes_in.load() - in_at_warm);
+        }
       }
       if (!sending && (owed == 0 || now >= t_end + cfg.grace)) break;
       if (sending) open_more(now);
@@ -574,18 +787,26 @@ struct LoadWorker::Impl {
       if (sending) fire_timers(now);
       if (now >= next_tick) {
         const Nanos cpu = thread_cpu_now();
-        if (sending && now - tick_wall > 0 &&
-            static_cast<double>(cpu - tick_cpu) >
-                kSaturatedCpuShare * static_cast<double>(now - tick_wall))
-          ctr.saturated_ticks.add();
+        const Nanos wait = run_queue.now();
+        const double wall = static_cast<double>(now - tick_wall);
+        if (sending && wall > 0) {
+          if (static_cast<double>(cpu - tick_cpu) > kSaturatedCpuShare * wall)
+            ctr.saturated_ticks.add();
+          if (wait >= 0 && tick_wait >= 0 &&
+              static_cast<double>(wait - tick_wait) > kStarvedShare * wall)
+            ctr.starved_ticks.add();
+        }
         tick_cpu = cpu;
+        tick_wait = wait;
         tick_wall = now;
         publish();
         while (next_tick <= now) next_tick += kSecond;
       }
+      // Every connection writes what the timers staged for it, once.
+      flush_staged();
       Nanos wake = std::min(next_tick, sending ? t_end : t_end + cfg.grace);
       if (sending) {
-        if (!timers.empty()) wake = std::min(wake, timers.top().when);
+        wake = std::min(wake, timers.top_when());
         wake = std::min(wake, next_open_time());
         if (!reconnect_queue.empty() && in_progress < kMaxConnectsInProgress) wake = now;
       }
@@ -596,9 +817,10 @@ struct LoadWorker::Impl {
         else
           wake = now;  // stale entry: pop it on the next pass
       }
-      const Nanos wait = std::max<Nanos>(0, wake - now);
+      const Nanos wait = std::max<Nanos>(0, wake - mono_now());
       timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
       const int n = epoll_pwait2(ep, events, 256, &ts, nullptr);
+      ctr.wait_calls.add();
       if (n < 0 && errno != EINTR) return std::string("epoll_pwait2: ") + std::strerror(errno);
       for (int i = 0; i < n; ++i) {
         const uint32_t idx = static_cast<uint32_t>(events[i].data.u64);
@@ -607,14 +829,14 @@ struct LoadWorker::Impl {
         if (c.gen != gen) continue;  // closed earlier in this batch
         if (c.state == State::kConnecting) {
           on_connected(c, idx, mono_now());
-          continue;
+        } else if (c.state == State::kOpen) {
+          if (events[i].events & EPOLLOUT) flush_queue(c, idx);
+          if (c.gen == gen && (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+            on_readable(c, idx);
         }
-        if (c.state != State::kOpen) continue;
-        if (events[i].events & EPOLLOUT) {
-          flush(c, idx);
-          if (c.gen != gen) continue;
-        }
-        if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(c, idx);
+        // This connection's turn ends here: the requests its replies released leave now, in
+        // one write, while the rest of the batch is served (the server is kept busy).
+        flush_staged();
       }
     }
     if (sending) sending = false;
@@ -641,6 +863,8 @@ LoadWorker::LoadWorker(const LoadConfig& config, const PayloadPattern& pattern,
 LoadWorker::~LoadWorker() = default;
 
 std::string LoadWorker::run() { return impl_->run(); }
+
+size_t LoadWorker::conn_struct_bytes() { return sizeof(Conn); }
 
 void LoadWorker::take_interval(HdrHistogram* into) {
   std::lock_guard<std::mutex> lock(publish_mu_);

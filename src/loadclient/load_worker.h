@@ -4,10 +4,16 @@
 // connection's open-model schedule (or keeps --inflight requests outstanding), validates
 // every reply and records latency from the intended send time.
 //
-// Memory: a connection costs a small fixed struct; an idle one owns no buffer. An active
-// one gets, on its first send, a ring of owed requests (grows only while replies are
-// owed) and a write queue used only when the kernel refuses bytes. Reads go to one
-// scratch buffer per loop.
+// Syscalls: requests produced during one loop turn (the replacements for the replies of
+// a read, every send whose time came) are staged (write_stage.h) and each connection
+// writes them with one write/writev at the end of the turn; the schedule is an indexed
+// heap (send_heap.h) and one wake serves every send due within --send-slack.
+//
+// Memory: a connection costs a small fixed struct (conn_struct_bytes()) plus 4 bytes of
+// heap position; an idle one owns no buffer. An active one gets, on its first send, its
+// schedule state and a ring of owed requests (grows only while replies are owed) and a
+// write queue used only when the kernel refuses bytes. Reads go to one scratch buffer
+// and writes to one staging arena per loop.
 //
 // Thread rule: construct and run() on one thread; counters()/take_interval()/stop() may
 // be called from any thread; measured() only after run() returned.
@@ -46,6 +52,8 @@ class LoadWorker : NonCopyable {
   const HdrHistogram& measured() const { return measured_; }
   /// First error message per connect-failure kind (errno text), for the report.
   std::string first_connect_error() const;
+  /// sizeof the per-connection record every connection has (idle ones too).
+  static size_t conn_struct_bytes();
 
  private:
   struct Conn;

@@ -1,6 +1,7 @@
 #pragma once
 // Incremental frame splitter: turns an arbitrarily fragmented byte stream into header /
-// payload-piece / end events, holding nothing but the 3 header bytes and a counter.
+// payload-piece / end events, holding nothing but the 3 header bytes and a counter
+// (16 bytes in all).
 // Used by the load client to read replies; the server's Session uses the same header
 // rules (frame.h) with its own buffering.
 //
@@ -26,6 +27,13 @@ class FrameReader {
       have_ = 0;
     }
     if (state_ == State::kHeader) {
+      if (have_ == 0 && in.size() >= kHeaderSize) {  // the whole header at once (common)
+        header_ = parse_header(in.data());
+        in = in.subspan(kHeaderSize);
+        remaining_ = header_.length;
+        state_ = State::kPayload;
+        return Event::kHeader;
+      }
       while (have_ < kHeaderSize) {
         if (in.empty()) return Event::kNeedMore;
         hdr_[have_++] = in.front();
@@ -57,12 +65,13 @@ class FrameReader {
   }
 
  private:
-  enum class State { kHeader, kPayload, kEnd };
+  enum class State : uint8_t { kHeader, kPayload, kEnd };
   State state_ = State::kHeader;
   uint8_t hdr_[kHeaderSize] = {};
-  size_t have_ = 0;
+  uint8_t have_ = 0;  // header bytes seen (the reader is kept per client connection: 16 B)
   FrameHeader header_;
   uint32_t remaining_ = 0;
 };
+static_assert(sizeof(FrameReader) <= 16);
 
 }  // namespace c10m::proto

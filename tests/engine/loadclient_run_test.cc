@@ -2,13 +2,19 @@
 // coordinated omission avoided (a 200 ms server stall shows in p99), closed-loop runs are
 // labelled, corrupted echoes are counted as mismatches, every op validates against the
 // server, GOAWAY is honoured, and ~40,000 connections open through --procs and --srcips
-// to two server processes with per-process and merged counts in the JSON.
+// to two server processes with per-process and merged counts in the JSON. Write
+// coalescing: the requests of one loop turn leave in one write per connection (closed
+// loop, and an open-model catch-up), partial writes to a slow reader keep frame
+// boundaries, and a client starved of CPU by the scheduler says so.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +29,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "sys/socket.h"
 
 namespace {
 
@@ -302,7 +310,7 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
   constexpr int kConns = 40000;
   auto r = run_client(
       {"--addr", a->addr() + "," + b->addr(), "--procs", "4", "--conns", std::to_string(kConns),
-       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "6s", "--quiet"},
+       "--active-frac", "0", "--srcips", "127.0.0.2-127.0.0.9", "--duration", "10s", "--quiet"},
       "forty_k", 40s);
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
@@ -322,6 +330,200 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
   EXPECT_EQ(sum, kConns);
   EXPECT_EQ(pids.size(), 4u) << "four distinct worker processes";
   EXPECT_EQ(r.result["totals"]["conns_open"], kConns);
+}
+
+// Closed loop: the replacements for the replies of one read leave together, so with 8 in
+// flight a connection writes up to 8 frames per syscall (never more: that would mean more
+// than 8 in flight), and every reply still matches its request in order.
+TEST(LoadClientRun, ClosedLoopWritesEachTurnsRequestsInOneSyscall) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  auto r = run_client({"--addr", server->addr(), "--conns", "20", "--inflight", "8", "--duration",
+                       "1s", "--op", "echo", "--payload", "0:0.2,64:0.6,3000:0.2", "--quiet"},
+                      "coalesce_closed");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& sys = r.result["summary"]["syscalls"];
+  EXPECT_GT(sys["frames_per_write"].get<double>(), 1.0) << sys.dump();
+  EXPECT_LE(sys["frames_per_write"].get<double>(), 8.0) << sys.dump();
+  EXPECT_GT(sys["frames_per_read"].get<double>(), 1.0) << sys.dump();
+  EXPECT_EQ(sys["frames_out"], r.result["totals"]["ops_sent"]);
+  EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+  EXPECT_EQ(r.result["summary"]["errors"], 0) << r.result["totals"].dump();
+  EXPECT_EQ(r.result["totals"]["sent_measured"], r.result["totals"]["done_measured"]);
+  EXPECT_NE(r.out.find("frames per write"), std::string::npos) << r.out;
+}
+
+// Open model: a client stopped for 300 ms owes ~300 sends per connection when it resumes;
+// they leave in one write per connection (timers of four connections interleave in that
+// turn), are timed from when they were due (the stall shows in p99), and are counted late.
+TEST(LoadClientRun, OpenModelCatchUpLeavesInOneWritePerConnection) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  auto stall_client = [](pid_t client) {
+    std::this_thread::sleep_for(1000ms);
+    kill(client, SIGSTOP);
+    std::this_thread::sleep_for(300ms);
+    kill(client, SIGCONT);
+  };
+  auto r = run_client({"--addr", server->addr(), "--conns", "4", "--rate", "1000", "--duration",
+                       "2s", "--op", "echo", "--quiet"},
+                      "coalesce_open", 30s, stall_client);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& sys = r.result["summary"]["syscalls"];
+  const auto frames = sys["frames_out"].get<int64_t>();
+  const auto writes = sys["write_calls"].get<int64_t>();
+  // At least ~200 of the ~300 owed sends per connection shared a write with others.
+  EXPECT_GE(frames - writes, 4 * 200) << sys.dump();
+  EXPECT_GT(r.result["summary"]["late_sends"].get<int>(), 4 * 200);
+  EXPECT_TRUE(r.result["summary"]["client_behind"].get<bool>());
+  EXPECT_FALSE(r.result["summary"]["behind_cause"].is_null());
+  EXPECT_GE(r.result["summary"]["latency_us"]["p99"].get<double>(), 100'000.0) << r.out;
+  EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+  EXPECT_EQ(r.result["summary"]["errors"], 0) << r.result["totals"].dump();
+}
+
+// An echo peer that reads slowly, 4 KiB at a time with pauses, and writes
+// everything back (blocking sockets, one thread per connection).
+class SlowEchoPeer {
+ public:
+  SlowEchoPeer() {
+    sockaddr_in any = *c10m::sys::parse_ipv4_endpoint("127.0.0.1:0");
+    c10m::sys::ListenOptions opts;
+    opts.nonblocking = false;
+    lfd_ = c10m::sys::listen_tcp(any, opts);
+    if (lfd_ < 0) return;
+    port_ = ntohs(c10m::sys::local_endpoint(lfd_)->sin_port);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        const int fd = c10m::sys::accept_conn(lfd_, /*nonblocking=*/false);
+        if (fd < 0) return;  // shut down
+        echoers_.emplace_back([fd] {
+          char buf[4096];
+          for (;;) {
+            const ssize_t n = c10m::sys::read_some(fd, buf, sizeof buf);
+            if (n <= 0) break;
+            for (ssize_t off = 0; off < n;) {
+              const ssize_t w = c10m::sys::write_some(fd, buf + off, static_cast<size_t>(n - off));
+              if (w <= 0) break;
+              off += w;
+            }
+            std::this_thread::sleep_for(100us);
+          }
+          ::close(fd);
+        });
+      }
+    });
+  }
+  ~SlowEchoPeer() {
+    if (lfd_ < 0) return;
+    c10m::sys::shutdown_both(lfd_);
+    acceptor_.join();
+    for (auto& t : echoers_) t.join();
+    ::close(lfd_);
+  }
+  std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
+  bool ok() const { return lfd_ >= 0; }
+
+ private:
+  int lfd_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+  std::vector<std::thread> echoers_;
+};
+
+// Partial writes: with a small SO_SNDBUF and a peer that reads slowly, the kernel takes
+// only part of a write; the rest waits in the connection's queue whole and in order, so
+// every large ECHO still comes back byte-identical.
+TEST(LoadClientRun, PartialWritesKeepFrameBoundaries) {
+  SlowEchoPeer peer;
+  ASSERT_TRUE(peer.ok());
+  auto r = run_client(
+      {"--addr", peer.addr(), "--conns", "3", "--inflight", "4", "--duration", "1s", "--op", "echo",
+       "--payload", "20000:0.5,65535:0.3,100:0.2", "--sndbuf", "4096", "--grace", "10s", "--quiet"},
+      "partial", 60s);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& sys = r.result["summary"]["syscalls"];
+  EXPECT_GT(sys["partial_writes"].get<int>(), 0) << sys.dump();
+  EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+  EXPECT_EQ(r.result["summary"]["errors"], 0) << r.result["totals"].dump();
+  EXPECT_GT(r.result["totals"]["done_measured"].get<int>(), 0);
+  EXPECT_EQ(r.result["totals"]["sent_measured"], r.result["totals"]["done_measured"]);
+}
+
+// TCP sockets of process `pid` in state ESTABLISHED (its fds' inodes in /proc/net/tcp).
+int established_sockets(pid_t pid) {
+  std::set<std::string> inodes;
+  std::error_code ec;
+  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    const std::string target = fs::read_symlink(fd.path(), ec).string();
+    if (target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // header
+  int n = 0;
+  while (std::getline(tcp, line)) {
+    std::istringstream in(line);
+    std::string sl, local, remote, state, queues, timer, retr, uid, timeout, inode;
+    in >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >> inode;
+    if (state == "01" && inodes.count(inode)) ++n;
+  }
+  return n;
+}
+
+// A client that wants little CPU but cannot get it: once it has connected, its threads are
+// pinned to one CPU with nice 19, next to a busy loop at nice 0 on that CPU. It falls
+// behind, and says it was starved by the scheduler (run-queue wait from schedstat), not
+// busy.
+TEST(LoadClientRun, ClientStarvedByTheSchedulerIsReported) {
+  if (!fs::exists("/proc/thread-self/schedstat")) GTEST_SKIP() << "kernel has no schedstat";
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  cpu_set_t cpu0;
+  CPU_ZERO(&cpu0);
+  CPU_SET(0, &cpu0);
+  pid_t hog = -1;
+  auto starve = [&](pid_t client) {
+    // Starve it only once its 10 connections are established (a slow start-up under a
+    // sanitizer must not leave it connecting at nice 19).
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (established_sockets(client) < 10 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
+    hog = fork();
+    if (hog == 0) {
+      sched_setaffinity(0, sizeof cpu0, &cpu0);
+      std::atomic<uint64_t> spins{0};
+      for (;;) spins.fetch_add(1, std::memory_order_relaxed);
+    }
+    // Affinity and nice are per thread: set them on every thread of the client.
+    for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(client) + "/task")) {
+      const pid_t tid = std::stoi(task.path().filename().string());
+      sched_setaffinity(tid, sizeof cpu0, &cpu0);
+      setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 19);
+    }
+  };
+  auto r = run_client({"--addr", server->addr(), "--conns", "10", "--rate", "500", "--warmup", "1s",
+                       "--duration", "3s", "--op", "echo", "--quiet"},
+                      "starved", 60s, starve);
+  ASSERT_EQ(r.result["summary"]["conns"]["opened"], 10) << r.result["summary"].dump();
+  ASSERT_GT(hog, 0);
+  kill(hog, SIGKILL);
+  waitpid(hog, nullptr, 0);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& s = r.result["summary"];
+  ASSERT_FALSE(s["client_loops"]["run_queue_wait_share"].is_null());
+  EXPECT_GT(s["client_loops"]["run_queue_wait_share"].get<double>(), 0.10) << s.dump();
+  EXPECT_GT(s["starved_loop_seconds"].get<int>(), 0) << s.dump();
+  EXPECT_TRUE(s["client_behind"].get<bool>()) << s.dump();
+  EXPECT_NE(s["behind_cause"].get<std::string>().find("starved by the scheduler"),
+            std::string::npos)
+      << s.dump();
+  EXPECT_NE(r.out.find("starved"), std::string::npos) << r.out;
+  EXPECT_EQ(s["mismatches"], 0);
 }
 
 }  // namespace

@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""Merges the rounds of experiments/peers.sh into one table, JSON and chart.
+
+usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN SECS
+Reads RESULTS_DIR/{peak100x8,peak10k,latency,idle,profile}/, writes
+results/peers.json (every round's numbers, medians, min-max, the host record),
+results/peers.md (the tables) and results/peers.png; prints the tables.
+Each cell is the median of the rounds with the min-max range.
+"""
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+res_dir, servers_arg, server_threads, client_threads, pin, secs = sys.argv[1:7]
+servers = servers_arg.split()
+PEERS = [s for s in servers if not s.startswith("c10m-")]
+
+
+def load_rounds(phase, server):
+    out = []
+    for f in sorted(glob.glob(f"{res_dir}/{phase}/{server}-r*.json")):
+        try:
+            out.append(json.load(open(f)))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def client_metrics(j):
+    s = j["summary"]
+    cpu = s["cpu"]
+    measured = s.get("measured_s") or 1
+    lat = s["latency_us"]
+    return {
+        "frames_per_s": s["rate"]["completed_per_s"],
+        "achieved_per_s": s["rate"]["achieved_per_s"],
+        "server_us_per_frame": (cpu.get("server_ns_per_frame") or float("nan")) / 1000,
+        "client_us_per_frame": cpu["client_ns_per_frame"] / 1000,
+        "server_cores": (cpu.get("server_s") or float("nan")) / measured,
+        "client_cores": cpu["client_s"] / measured,
+        "p50_us": lat["p50"], "p99_us": lat["p99"], "p99_9_us": lat["p99_9"],
+        "errors": s["errors"], "mismatches": s["mismatches"],
+        "client_behind": bool(s["client_behind"]),
+        "conns_open": s["conns"]["open"],
+        "conns_target": s["conns"]["target"],
+    }
+
+
+def stats(values):
+    v = [x for x in values if x == x]  # drop NaN
+    if not v:
+        return None
+    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def read_stat(path):
+    """perf stat -x, output -> {event: count}."""
+    out = {}
+    if not os.path.exists(path):
+        return out
+    for line in open(path):
+        parts = line.strip().split(",")
+        if len(parts) >= 3 and parts[0].replace(".", "").isdigit():
+            out[parts[2]] = float(parts[0])
+    return out
+
+
+result = {"experiment": "peers", "config": {
+    "servers": servers, "server_threads": int(server_threads),
+    "client_threads": int(client_threads), "pinned": pin == "1", "measured_s": int(secs),
+    "workloads": {
+        "peak100x8": "closed loop, 100 conns x 8 in flight, 64 B ECHO",
+        "peak10k": "closed loop, 10,000 conns x 1 in flight, 64 B ECHO, 4 source IPs",
+        "latency": "open model, 100 conns, 64 B ECHO, total rate in latency_rate_per_s (basis: latency_rate_basis)",
+        "idle": "IDLE_CONNS idle connections (--active-frac 0), server VmRSS growth per connection"}},
+    "servers": {}}
+rate_file = f"{res_dir}/latency/rate.txt"
+result["latency_rate_per_s"] = int(open(rate_file).read()) if os.path.exists(rate_file) else None
+basis_file = f"{res_dir}/latency/basis.txt"
+basis = open(basis_file).read().strip() if os.path.exists(basis_file) else "?"
+basis_text = {"peak10k": "half the slowest median 10,000 x 1 peak",
+              "peak100x8": "half the slowest median 100 x 8 peak"}.get(basis, "rate given by RATE")
+result["latency_rate_basis"] = basis
+
+for s in servers:
+    entry = {}
+    for phase in ("peak100x8", "peak10k", "latency"):
+        rounds = [client_metrics(j) for j in load_rounds(phase, s)]
+        if not rounds:
+            continue
+        entry[phase] = {
+            "rounds": rounds,
+            **{k: stats([r[k] for r in rounds]) for k in rounds[0]
+               if k not in ("client_behind",)},
+            "client_behind_rounds": sum(r["client_behind"] for r in rounds),
+        }
+    idle = load_rounds("idle", s)
+    if idle:
+        entry["idle"] = {"rounds": idle,
+                         "rss_bytes_per_conn": stats([r["rss_bytes_per_conn"] for r in idle]),
+                         "server_fds_held": stats([r["server_fds_held"] for r in idle]),
+                         "server_threads": stats([r["server_threads"] for r in idle])}
+    stat_json = f"{res_dir}/profile/{s}-stat.json"
+    if os.path.exists(stat_json):
+        ops = json.load(open(stat_json))["totals"]["ops_done"] or 1
+        sv = read_stat(f"{res_dir}/profile/{s}-server.stat")
+        cl = read_stat(f"{res_dir}/profile/{s}-client.stat")
+        per_100 = lambda *names: 100 * sum(sv.get(f"syscalls:sys_enter_{n}", 0) for n in names) / ops
+        entry["profile"] = {
+            "ops_done": ops,
+            "server_per_100_frames": {
+                "epoll_waits": per_100("epoll_wait", "epoll_pwait"),
+                "reads": per_100("read", "recvfrom", "recvmsg"),
+                "writes": per_100("write", "writev", "sendto", "sendmsg"),
+                "epoll_ctls": per_100("epoll_ctl"), "futexes": per_100("futex")},
+            "server_syscalls_per_frame": sv.get("raw_syscalls:sys_enter", float("nan")) / ops,
+            "server_ctx_switches_per_frame": sv.get("context-switches", float("nan")) / ops,
+            "client_syscalls_per_frame": cl.get("raw_syscalls:sys_enter", float("nan")) / ops,
+            "client_ctx_switches_per_frame": cl.get("context-switches", float("nan")) / ops,
+            "perf_report": f"{res_dir}/profile/{s}.txt"}
+    result["servers"][s] = entry
+
+
+def med(s, phase, key):
+    st = result["servers"].get(s, {}).get(phase, {}).get(key)
+    return st["median"] if st else None
+
+
+def cell(s, phase, key, fmt="{:,.0f}", scale=1.0):
+    st = result["servers"].get(s, {}).get(phase, {}).get(key)
+    if not st:
+        return "-"
+    f = lambda x: fmt.format(x * scale)
+    return f"{f(st['median'])} ({f(st['min'])}-{f(st['max'])})"
+
+
+def flags(s, phase):
+    e = result["servers"].get(s, {}).get(phase)
+    if not e:
+        return ""
+    notes = []
+    if e["errors"]["max"] or e["mismatches"]["max"]:
+        notes.append("ERRORS")
+    if e["conns_open"]["min"] < e["conns_target"]["max"]:
+        notes.append(f"only {e['conns_open']['min']:,.0f}-{e['conns_open']['max']:,.0f} of "
+                     f"{e['conns_target']['max']:,.0f} conns open")
+    if e["client_behind_rounds"]:
+        notes.append(f"client behind in {e['client_behind_rounds']} round(s)")
+    return "; ".join(notes)
+
+
+# Who wins each row (medians): highest for rates, lowest for costs.
+winners = {}
+rows = [("peak100x8", "frames_per_s", max, "100x8 frames/s"),
+        ("peak100x8", "server_us_per_frame", min, "100x8 server CPU/frame"),
+        ("peak10k", "frames_per_s", max, "10kx1 frames/s"),
+        ("peak10k", "server_us_per_frame", min, "10kx1 server CPU/frame"),
+        ("latency", "p50_us", min, "p50 at fixed rate"),
+        ("latency", "p99_us", min, "p99 at fixed rate"),
+        ("latency", "p99_9_us", min, "p99.9 at fixed rate"),
+        ("idle", "rss_bytes_per_conn", min, "RSS per idle conn")]
+for phase, key, best, label in rows:
+    cands = [(med(s, phase, key), s) for s in servers if med(s, phase, key) is not None]
+    if cands:
+        v, s = best(cands)
+        winners[label] = {"server": s, "median": v}
+result["winners"] = winners
+
+# The issue's target: c10m epoll >= 1.25x the best peer's frames/s, <= 0.8x its CPU/frame.
+target = None
+ep_rate, ep_cpu = med("c10m-epoll", "peak100x8", "frames_per_s"), med("c10m-epoll", "peak100x8", "server_us_per_frame")
+peer_rates = [(med(s, "peak100x8", "frames_per_s"), s) for s in PEERS if med(s, "peak100x8", "frames_per_s")]
+if ep_rate and peer_rates:
+    best_rate, best_peer = max(peer_rates)
+    best_cpu = min(med(s, "peak100x8", "server_us_per_frame") for _, s in peer_rates)
+    cheapest = min(peer_rates, key=lambda t: med(t[1], "peak100x8", "server_us_per_frame"))[1]
+    target = {"best_peer_by_rate": best_peer, "rate_ratio": ep_rate / best_rate,
+              "cheapest_peer_by_cpu": cheapest, "cpu_ratio": ep_cpu / best_cpu,
+              "rate_goal": 1.25, "cpu_goal": 0.8,
+              "met": ep_rate / best_rate >= 1.25 and ep_cpu / best_cpu <= 0.8}
+result["c10m_epoll_target"] = target
+
+try:
+    result["host"] = json.loads(subprocess.run(["bash", "scripts/host_record.sh"],
+                                               capture_output=True, text=True).stdout)
+except ValueError:
+    result["host"] = None
+json.dump(result, open("results/peers.json", "w"), indent=1)
+
+# ---- tables
+lines = []
+cfg = result["config"]
+n_rounds = max([st["n"] for e in result["servers"].values() for ph in ("peak100x8", "peak10k", "latency")
+                for st in [e.get(ph, {}).get("frames_per_s")] if st] or [0])
+lines.append(f"peers: {n_rounds} rounds, "
+             f"server {cfg['server_threads']} thread(s){' on CPU 0' if cfg['pinned'] else ''}, "
+             f"client {cfg['client_threads']} thread(s){' on CPU 1' if cfg['pinned'] else ''}, "
+             f"{cfg['measured_s']} s measured per run; median (min-max)")
+lines.append("")
+for phase, title in (("peak100x8", "closed loop, 100 conns x 8 in flight x 64 B ECHO"),
+                     ("peak10k", "closed loop, 10,000 conns x 1 in flight x 64 B ECHO")):
+    lines.append(f"### {title}")
+    lines.append("")
+    lines.append("| server | frames/s | server CPU us/frame | client CPU us/frame | server cores | client cores | notes |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for s in servers:
+        lines.append(f"| {s} | {cell(s, phase, 'frames_per_s')} | {cell(s, phase, 'server_us_per_frame', '{:.2f}')} | "
+                     f"{cell(s, phase, 'client_us_per_frame', '{:.2f}')} | {cell(s, phase, 'server_cores', '{:.2f}')} | "
+                     f"{cell(s, phase, 'client_cores', '{:.2f}')} | {flags(s, phase)} |")
+    lines.append("")
+lines.append(f"### open model, 100 conns, 64 B ECHO at {result['latency_rate_per_s'] or '?'}/s ({basis_text})")
+lines.append("")
+lines.append("| server | achieved/s | p50 us | p99 us | p99.9 us | server CPU us/frame | client CPU us/frame | notes |")
+lines.append("|---|---|---|---|---|---|---|---|")
+for s in servers:
+    lines.append(f"| {s} | {cell(s, 'latency', 'achieved_per_s')} | {cell(s, 'latency', 'p50_us', '{:.0f}')} | "
+                 f"{cell(s, 'latency', 'p99_us', '{:.0f}')} | {cell(s, 'latency', 'p99_9_us', '{:.0f}')} | "
+                 f"{cell(s, 'latency', 'server_us_per_frame', '{:.2f}')} | {cell(s, 'latency', 'client_us_per_frame', '{:.2f}')} | "
+                 f"{flags(s, 'latency')} |")
+lines.append("")
+lines.append("### idle connections and syscalls")
+lines.append("")
+idle_n = next((e["idle"]["rounds"][0]["conns_target"] for e in result["servers"].values() if "idle" in e), 0)
+lines.append(f"| server | RSS B per idle conn ({idle_n:,}) | server threads | syscalls/frame server | syscalls/frame client | ctx switches/frame server | server per 100 frames (100x8): epoll waits / reads / writes / epoll_ctl / futex |")
+lines.append("|---|---|---|---|---|---|---|")
+for s in servers:
+    e = result["servers"].get(s, {})
+    idle = e.get("idle")
+    prof = e.get("profile")
+    rss = cell(s, "idle", "rss_bytes_per_conn") if idle else "-"
+    th = f"{idle['server_threads']['median']:,.0f}" if idle else "-"
+    f = lambda k: f"{prof[k]:.3f}" if prof and prof[k] == prof[k] else "-"
+    p100 = " / ".join(f"{v:.1f}" for v in prof["server_per_100_frames"].values()) if prof else "-"
+    lines.append(f"| {s} | {rss} | {th} | {f('server_syscalls_per_frame')} | {f('client_syscalls_per_frame')} | "
+                 f"{f('server_ctx_switches_per_frame')} | {p100} |")
+lines.append("")
+lines.append("winners (median): " + "; ".join(f"{k}: {v['server']}" for k, v in winners.items()))
+if target:
+    lines.append(f"c10m epoll vs best peer on 100x8: {target['rate_ratio']:.2f}x {target['best_peer_by_rate']}'s frames/s "
+                 f"(goal >= 1.25), {target['cpu_ratio']:.2f}x {target['cheapest_peer_by_cpu']}'s CPU/frame (goal <= 0.8): "
+                 f"{'MET' if target['met'] else 'NOT MET'}")
+text = "\n".join(lines)
+open("results/peers.md", "w").write(text + "\n")
+print(text)
+
+# ---- chart
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    print("(matplotlib missing: no chart)")
+    sys.exit(0)
+
+panels = [("peak100x8", "frames_per_s", "100x8x64B closed loop: frames/s", False),
+          ("peak10k", "frames_per_s", "10,000x1x64B closed loop: frames/s", False),
+          ("peak100x8", "server_us_per_frame", "100x8: server CPU us/frame", False),
+          ("latency", "p99_us", f"p99 us at {result['latency_rate_per_s']}/s open model", True),
+          ("idle", "rss_bytes_per_conn", f"RSS bytes per idle connection ({idle_n:,})", True),
+          ("peak10k", "server_us_per_frame", "10,000x1: server CPU us/frame", False)]
+fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+colors = ["#d62728" if s.startswith("c10m-") else "#1f77b4" for s in servers]
+for ax, (phase, key, title, log) in zip(axes.flat, panels):
+    meds, lo, hi = [], [], []
+    for s in servers:
+        st = result["servers"].get(s, {}).get(phase, {}).get(key)
+        m = st["median"] if st else 0
+        meds.append(m)
+        lo.append(m - st["min"] if st else 0)
+        hi.append(st["max"] - m if st else 0)
+    ax.bar(servers, meds, color=colors, yerr=[lo, hi], capsize=3)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", rotation=35, labelsize=8)
+    if log:
+        ax.set_yscale("log")
+fig.suptitle(f"c10m (red) vs peers (blue): server {cfg['server_threads']} thread(s), client "
+             f"{cfg['client_threads']}, median of rounds, bars = min-max; "
+             f"{(result.get('host') or {}).get('git_commit', '?')}", fontsize=10)
+fig.tight_layout()
+fig.savefig("results/peers.png", dpi=100)
+print("(results/peers.json, results/peers.md, results/peers.png)")
