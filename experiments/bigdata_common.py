@@ -280,15 +280,15 @@ def payload_for(op, chunk):
 
 
 def measure_transfer(server, op, conns, chunk, warm, measure, raw_path, payload=None,
-                     client_args=()):
+                     client_args=(), addr=None, netns=None):
     """One closed-loop transfer point (one request in flight per connection, every byte
     verified by the client): rates from the server's byte counters over the window."""
-    args = ["--addr", f"127.0.0.1:{server.port}", "--conns", str(conns), "--inflight", "1",
+    args = ["--addr", addr or f"127.0.0.1:{server.port}", "--conns", str(conns), "--inflight", "1",
             "--op", op, "--payload", str(payload or payload_for(op, chunk)),
             "--chunk", str(chunk), "--duration", f"{warm + measure + 0.5}s", "--grace", "1s",
             "--threads", "1"] + list(client_args)
     t0 = time.monotonic()
-    lc = LoadClient(args, raw_path)
+    lc = LoadClient(args, raw_path, netns=netns)
     w = window(server, [lc.pid], t0, warm, measure)
     res = lc.result()
     wire = w["bytes_out"] if op == "fetch" else w["bytes_in"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Experiment 5 (buffer pool) and the Stage-1 allocation proof.
 
 1. steady: c10m-server under 10 s of steady load of each request type (PING, ECHO 64 B /

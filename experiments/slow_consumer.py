@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Experiment 7: slow consumers. 100 fast clients run 64-byte ECHO (open model, 100/s
 each) against c10m-server for the whole run; from t=10 s to t=30 s, 1,000 more clients
 (experiments/slow_readers.py) each ask for a huge FETCH and read it at 10 KB/s. Sampled

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Slow consumers for experiment 7: N connections that each ask for a huge FETCH and then
 read it at RATE bytes/s (one recv every 100 ms), for DURATION seconds. Prints one JSON
 line at the end: bytes read, connections the server reset or closed, errors.

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Experiment 2 (throughput vs frame size) and the Stage-1 line-rate check against iperf3.
 
 FETCH egress and STREAM ingest through c10m-server (epoll, one loop) from c10m-loadclient

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Experiment 6: zero copy against the plain copy, in the same rounds.
 
 FETCH egress from a --fetch-file (a pattern file, so the client still checks every byte)
