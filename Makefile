@@ -1,5 +1,5 @@
 # Thin wrapper: the real work is in scripts/ and CMakePresets.json.
-.PHONY: demo test build idle peers c100k c1m accept exhaustion clean
+.PHONY: demo test build idle peers c100k c1m accept exhaustion bigdata clean
 demo:            ## set up, build, run the ~20 s live demo (server + load + report + drain)
 	bash scripts/demo.sh
 test:            ## set up, build, run every test (release, ASan+UBSan, TSan) and the fuzzers
@@ -18,5 +18,13 @@ accept:          ## experiment 9: accept strategies under a connect-and-close st
 	bash experiments/accept_storm.sh
 exhaustion:      ## experiment 8: server EMFILE, client EADDRNOTAVAIL and --srcips, TIME_WAIT under a storm (~1.5 min)
 	bash experiments/port_exhaustion.sh
+bigdata: build   ## Stage-1 experiments (FINDINGS 9): vs iperf3, zero copy, allocations, Nagle, slow consumers, buffer sizing, 100 GB (~40 min, root)
+	experiments/throughput.py run --rounds 3 && experiments/throughput.py report
+	experiments/zerocopy.py run --rounds 2 && experiments/zerocopy.py profile && experiments/zerocopy.py report
+	experiments/pool_alloc.py run && experiments/pool_alloc.py report
+	experiments/nagle.py run && experiments/nagle.py report
+	experiments/slow_consumer.py run && experiments/slow_consumer.py report
+	experiments/bufsize.py run && experiments/bufsize.py report
+	experiments/bigrun.py run --seconds 90 && experiments/bigrun.py report
 clean:
 	rm -rf build

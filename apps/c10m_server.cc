@@ -94,6 +94,20 @@ int main(int argc, char** argv) {
                  "queued block holds at least this many bytes (0 = never; see FINDINGS)");
   app.add_option("--fetch-file", cfg.fetch_file,
                  "FETCH content from this file (default: byte i = i mod 251)");
+  std::string fetch_send = c10m::core::fetch_send_name(cfg.fetch_send), ingest = "read",
+              fetch_ref_min = "16KiB";
+  app.add_option("--fetch-send", fetch_send,
+                 "how FETCH bodies reach the socket: copy (into buffers, then writev), writev "
+                 "(straight from the content, no user-space copy), sendfile (--fetch-file "
+                 "bodies by sendfile(2)), zerocopy (writev with MSG_ZEROCOPY, epoll engine)")
+      ->check(CLI::IsMember({"copy", "writev", "sendfile", "zerocopy"}));
+  app.add_option("--fetch-ref-min", fetch_ref_min,
+                 "FETCHes with smaller chunks are copied whatever --fetch-send says (two iovecs "
+                 "or syscalls per small frame cost more than the copy)");
+  app.add_option("--ingest", ingest,
+                 "SINK/CHUNK payloads: read (into the read buffer and dropped) or trunc (large "
+                 "ones dropped in the kernel by recv(MSG_TRUNC), no copy)")
+      ->check(CLI::IsMember({"read", "trunc"}));
   app.add_option("--max-frame", max_frame, "largest accepted request payload, 0..65535")
       ->check(CLI::Range(0, 65535));
   app.add_option("--idle-timeout", idle,
@@ -156,10 +170,19 @@ int main(int argc, char** argv) {
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
     c10m::engine::parse_engine_kind(engine_name, &kind);
+    c10m::core::parse_fetch_send(fetch_send, &cfg.fetch_send);
+    cfg.ingest_trunc = ingest == "trunc";
+    cfg.fetch_ref_min = size_flag("--fetch-ref-min", fetch_ref_min, 0, 65536);
     if (kind == c10m::engine::EngineKind::kUring && workers != 1)
       throw BadFlag{
           "--workers: --engine uring runs in one process (its connections are direct "
           "descriptors: one process holds --threads x the fd limit); use --workers 1"};
+    if (kind == c10m::engine::EngineKind::kUring &&
+        (cfg.fetch_send == c10m::core::FetchSend::kSendfile ||
+         cfg.fetch_send == c10m::core::FetchSend::kZerocopy || cfg.ingest_trunc))
+      throw BadFlag{
+          "--engine uring: --fetch-send takes copy or writev and --ingest only read "
+          "(zero-copy sends with uring: --zerocopy-min)"};
     if (!worker_handoff.empty()) {
       auto h = c10m::server::WorkerHandoff::parse(worker_handoff);
       if (!h) throw BadFlag{fmt::format("--worker: '{}' is malformed", worker_handoff)};

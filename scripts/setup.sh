@@ -8,7 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev libcpp-httplib-dev
   libgoogle-perftools-dev google-perftools liburing-dev
-  prometheus procps iproute2 curl python3 python3-matplotlib linux-perf
+  prometheus procps iproute2 curl python3 python3-matplotlib linux-perf iperf3
   # peers (bench/peers, experiments/peers.sh): Asio, libuv, Go, and Tokio built offline by
   # Debian's cargo against Debian's crates
   libasio-dev libuv1-dev golang-go cargo rustc librust-tokio-dev

@@ -3,11 +3,45 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "base/clock.h"
 #include "core/memory_budget.h"
 
 namespace c10m::core {
+
+/// --fetch-send: how FETCH DATA bodies reach the socket (docs/FINDINGS.md, zero copy).
+enum class FetchSend : uint8_t {
+  kCopy,      // copied into pooled blocks, then writev (two copies on the send side)
+  kWritev,    // writev straight from the content (file mapping / pattern table): one copy
+  kSendfile,  // --fetch-file bodies by sendfile(2): the page cache's pages, no copy;
+              // headers with MSG_MORE. Pattern content falls back to kWritev.
+  kZerocopy,  // kWritev with MSG_ZEROCOPY (pages pinned, completions read from the error
+              // queue; the kernel copies anyway on loopback). epoll engine only.
+};
+inline const char* fetch_send_name(FetchSend f) {
+  switch (f) {
+    case FetchSend::kCopy:
+      return "copy";
+    case FetchSend::kWritev:
+      return "writev";
+    case FetchSend::kSendfile:
+      return "sendfile";
+    case FetchSend::kZerocopy:
+      return "zerocopy";
+  }
+  return "?";
+}
+inline bool parse_fetch_send(std::string_view name, FetchSend* out) {
+  for (FetchSend f :
+       {FetchSend::kCopy, FetchSend::kWritev, FetchSend::kSendfile, FetchSend::kZerocopy}) {
+    if (name == fetch_send_name(f)) {
+      *out = f;
+      return true;
+    }
+  }
+  return false;
+}
 
 /// Per-connection limits of docs/PROTOCOL.md ("Connection contract"). 0 = never/unbounded.
 struct SessionLimits {
@@ -30,6 +64,9 @@ struct ServerConfig {
   size_t thread_stack = 64 * 1024;  // thread engine: stack per connection thread
   size_t zerocopy_min = 0;          // uring: SEND_ZC for a reply block of >= this; 0 = never
   std::string fetch_file;           // FETCH content; empty = the i mod 251 pattern
+  FetchSend fetch_send = FetchSend::kWritev;
+  bool ingest_trunc = false;  // --ingest trunc: large SINK/CHUNK payloads dropped in the kernel
+  size_t fetch_ref_min = 16 * 1024;  // FETCH chunks below this are copied whatever fetch_send
   SessionLimits limits;
   uint64_t max_conns = 0;  // 0 = no limit
   Nanos drain_timeout = 30 * kSecond;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstring>
 #include <new>
@@ -25,6 +26,15 @@ constexpr uint16_t kMarksPerBlock = 32;
 
 constexpr uint8_t kGoawayFrame[kHeaderSize] = {0xFE, 0x00, 0x00};
 
+/// The header of a FETCH DATA frame of every length (3 bytes at 3 * length): immutable, so
+/// that a FETCH queued by reference needs no per-session bytes at all.
+constexpr auto kDataHeaders = [] {
+  std::array<uint8_t, kHeaderSize*(proto::kMaxPayload + 1)> t{};
+  for (size_t k = 0; k <= proto::kMaxPayload; ++k)
+    proto::write_header(&t[kHeaderSize * k], FrameType::kFetch, static_cast<uint16_t>(k));
+  return t;
+}();
+
 Nanos add_sat(Nanos a, Nanos b) { return a > kNever - b ? kNever : a + b; }
 
 uint8_t type_byte(FrameType t) { return static_cast<uint8_t>(t); }
@@ -41,7 +51,17 @@ struct Mark {
   Nanos rx;
 };
 
+/// An output run of immutable memory (content or a static table) queued by reference.
+struct Ref {
+  const uint8_t* p;
+  uint32_t len;
+  uint32_t file;  // 1: a FETCH body from the file source, for gather_output(files=true)
+};
+
 /// Header of a pooled block; the data follows it. Data bytes [begin, end) are live.
+/// An output block holds either bytes or (refs = true) Ref records [ref_head, ref_count),
+/// the first ref_off bytes of the head record already sent; `begin`/`end` then count the
+/// logical bytes those records stand for (sent / queued).
 /// For output, marks[mark_head, mark_count) cover the unsent bytes, the last one always
 /// reaches `end` (so the oldest unsent byte's mark is always in the head block).
 /// For input, `rx` is when bytes were last appended.
@@ -51,12 +71,18 @@ struct Session::Block {
   uint32_t end = 0;
   uint16_t mark_head = 0;
   uint16_t mark_count = 0;
-  bool small = false;  // from env.small_pool (input only)
+  bool small = false;  // from env.small_pool (short input frames, reference records)
+  bool refs = false;   // output: Ref records instead of bytes
+  uint32_t ref_head = 0;
+  uint32_t ref_count = 0;
+  uint32_t ref_off = 0;
   Nanos rx = 0;
   Mark marks[kMarksPerBlock];
 
   uint8_t* data() { return reinterpret_cast<uint8_t*>(this) + sizeof(Block); }
   const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(this) + sizeof(Block); }
+  Ref* ref_data() { return reinterpret_cast<Ref*>(data()); }
+  const Ref* ref_data() const { return reinterpret_cast<const Ref*>(data()); }
   size_t size() const { return end - begin; }
 };
 
@@ -81,6 +107,7 @@ Session::Session(const SessionEnv& env, Nanos now) : env_(&env), last_rx_(now) {
          (env.small_pool->block_size() > sizeof(Block) + sizeof(part_) &&
           env.small_pool->block_size() <= env.pool->block_size()));
   static_assert(sizeof(Block) + kSessionSmallFrame <= kSessionSmallBlockSize);
+  static_assert(sizeof(Block) % alignof(Ref) == 0);
 }
 
 Session::~Session() { drop_everything(/*keep_output_blocks=*/false); }
@@ -98,6 +125,12 @@ size_t Session::small_capacity() const {
 
 size_t Session::capacity(const Block* b) const {
   return b->small ? small_capacity() : block_capacity();
+}
+
+size_t Session::ref_capacity(const Block* b) const { return capacity(b) / sizeof(Ref); }
+
+const ContentSource& Session::content() const {
+  return env_->content != nullptr ? *env_->content : pattern_source();
 }
 
 Session::Block* Session::new_block(Chain& c, bool small) {
@@ -222,33 +255,37 @@ bool Session::held_ends_mid_frame() const {
 // ---------------------------------------------------------------------------------------
 // output queue
 
+/// Covers the bytes up to t->end with a mark of this block (queued at `now`).
+void Session::cover(Block* t, Nanos now) {
+  if (t->mark_count > t->mark_head && t->marks[t->mark_count - 1].queued == now) {
+    t->marks[t->mark_count - 1].end = t->end;
+  } else if (t->mark_count < kMarksPerBlock) {
+    t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
+  } else {
+    // Full: drop the consumed marks, or merge the two closest in time (see below).
+    make_room_for_mark(t);
+    t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
+  }
+}
+
 void Session::append(const uint8_t* p, size_t n, Nanos now) {
   const size_t cap = block_capacity();
   out_bytes_ += n;
   if (env_->counters != nullptr) env_->counters->write_queue_bytes.add(n);
   while (n != 0) {
     Block* t = out_.tail;
-    if (t == nullptr || t->end == cap) t = new_block(out_);
+    if (t == nullptr || t->refs || t->end == cap) t = new_block(out_);
     const size_t k = std::min(n, cap - t->end);
     if (p != nullptr) {
       std::memcpy(t->data() + t->end, p, k);
       p += k;
     } else {
-      env_->content->read(fetch_off_, {t->data() + t->end, k});
+      content().read(fetch_off_, {t->data() + t->end, k});
       fetch_off_ += k;
     }
     t->end += static_cast<uint32_t>(k);
     n -= k;
-    // Cover the new bytes with a mark of this block.
-    if (t->mark_count > t->mark_head && t->marks[t->mark_count - 1].queued == now) {
-      t->marks[t->mark_count - 1].end = t->end;
-    } else if (t->mark_count < kMarksPerBlock) {
-      t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
-    } else {
-      // Full: drop the consumed marks, or merge the two closest in time (see below).
-      make_room_for_mark(t);
-      t->marks[t->mark_count++] = Mark{t->end, 0, now, now};
-    }
+    cover(t, now);
   }
 }
 
@@ -283,20 +320,22 @@ void Session::make_room_for_mark(Block* b) {
   --b->mark_count;
 }
 
-void Session::append_fetch_data(size_t n, Nanos now) {
-  if (env_->content != nullptr) {
-    append(nullptr, n, now);
-    return;
+void Session::append_fetch_data(size_t n, Nanos now) { append(nullptr, n, now); }
+
+/// Queues `n` bytes at `p` (immutable for the engine's lifetime) by reference: one record
+/// in a reference block (a small block when the thread has a small pool).
+void Session::append_ref(const uint8_t* p, size_t n, bool file, Nanos now) {
+  out_bytes_ += n;
+  if (env_->counters != nullptr) env_->counters->write_queue_bytes.add(n);
+  Block* t = out_.tail;
+  if (t == nullptr || !t->refs || t->ref_count == ref_capacity(t) ||
+      t->end > UINT32_MAX - proto::kMaxFrame) {
+    t = new_block(out_, env_->small_pool != nullptr);
+    t->refs = true;
   }
-  // No content source configured (tests): the protocol's default pattern.
-  uint8_t buf[4096];
-  while (n != 0) {
-    const size_t k = std::min(n, sizeof(buf));
-    for (size_t i = 0; i < k; ++i) buf[i] = proto::fetch_pattern_byte(fetch_off_ + i);
-    fetch_off_ += k;
-    append(buf, k, now);
-    n -= k;
-  }
+  t->ref_data()[t->ref_count++] = Ref{p, static_cast<uint32_t>(n), file ? 1u : 0u};
+  t->end += static_cast<uint32_t>(n);
+  cover(t, now);
 }
 
 void Session::add_requests(uint32_t count, Nanos rx) {
@@ -311,15 +350,38 @@ void Session::reply_empty(FrameType type, Nanos rx, Nanos now) {
   add_requests(1, rx);
 }
 
-int Session::gather(iovec* iov, int max) const {
-  int i = 0;
-  for (const Block* b = out_.head; b != nullptr && i < max; b = b->next) {
+int Session::gather(iovec* iov, int max) const { return gather_output(iov, max, false).iovcnt; }
+
+Session::OutputView Session::gather_output(iovec* iov, int max, bool files) const {
+  OutputView v;
+  for (const Block* b = out_.head; b != nullptr && v.iovcnt < max; b = b->next) {
     if (b->size() == 0) continue;
-    iov[i].iov_base = const_cast<uint8_t*>(b->data() + b->begin);
-    iov[i].iov_len = b->size();
-    ++i;
+    if (!b->refs) {
+      iov[v.iovcnt].iov_base = const_cast<uint8_t*>(b->data() + b->begin);
+      iov[v.iovcnt].iov_len = b->size();
+      ++v.iovcnt;
+      v.bytes += b->size();
+      v.immutable = false;
+      continue;
+    }
+    const Ref* r = b->ref_data();
+    for (uint32_t i = b->ref_head; i < b->ref_count && v.iovcnt < max; ++i) {
+      const size_t off = i == b->ref_head ? b->ref_off : 0;
+      const size_t len = r[i].len - off;
+      if (files && r[i].file != 0) {
+        const ContentSource& c = content();
+        v.file_fd = c.fd();
+        v.file_offset = c.file_offset(r[i].p) + off;
+        v.file_length = len;
+        return v;
+      }
+      iov[v.iovcnt].iov_base = const_cast<uint8_t*>(r[i].p + off);
+      iov[v.iovcnt].iov_len = len;
+      ++v.iovcnt;
+      v.bytes += len;
+    }
   }
-  return i;
+  return v;
 }
 
 void Session::on_sent(size_t n, Nanos now) {
@@ -337,6 +399,19 @@ void Session::on_sent(size_t n, Nanos now) {
     const size_t k = std::min(n, h->size());
     h->begin += static_cast<uint32_t>(k);
     n -= k;
+    if (h->refs) {
+      const Ref* r = h->ref_data();
+      for (size_t left = k; left != 0;) {
+        const size_t rest = r[h->ref_head].len - h->ref_off;
+        if (left < rest) {
+          h->ref_off += static_cast<uint32_t>(left);
+          break;
+        }
+        left -= rest;
+        ++h->ref_head;
+        h->ref_off = 0;
+      }
+    }
     while (h->mark_head < h->mark_count && h->marks[h->mark_head].end <= h->begin) {
       const Mark& m = h->marks[h->mark_head++];
       if (c != nullptr) {
@@ -351,6 +426,7 @@ void Session::on_sent(size_t n, Nanos now) {
         // requests): no acquire/release per frame while a peer keeps reading.
         h->begin = h->end = 0;
         h->mark_head = h->mark_count = 0;
+        h->ref_head = h->ref_count = h->ref_off = 0;
       }
     }
   }
@@ -578,6 +654,8 @@ size_t Session::parse(const uint8_t* p, size_t n, Nanos rx, Nanos now) {
     if (!examine_header(h, now)) return n;
     const auto type = static_cast<FrameType>(h.type);
     const size_t total = kHeaderSize + h.length;
+    big_discard_ =
+        (type == FrameType::kSink || type == FrameType::kChunk) && h.length >= env_->trunc_min;
     switch (type) {
       case FrameType::kPing:
       case FrameType::kEcho:
@@ -716,6 +794,14 @@ void Session::handle_fetch(const uint8_t* payload, Nanos rx, Nanos now) {
 void Session::produce(Nanos now) {
   const size_t queue = queue_limit();
   const size_t limit = queue == 0 ? kUnboundedFetchBatch : queue;
+  // By reference when asked for, the frames are big enough to be worth two iovecs each,
+  // and every body is at most two runs of the content (so a tiny file never turns one
+  // frame into thousands of records).
+  const ContentSource& src = content();
+  const uint64_t wrap = src.wrap_size();
+  const bool by_ref = env_->fetch_body != FetchBody::kCopy && fetch_chunk_ >= env_->ref_min_chunk &&
+                      (wrap == 0 || wrap >= fetch_chunk_);
+  const bool file = by_ref && env_->fetch_body == FetchBody::kFile && src.fd() >= 0;
   for (size_t frames = 0; fetch_active() && out_bytes_ < limit && frames < kProduceFrames;
        ++frames) {
     if (fetch_left_ == 0) {
@@ -724,12 +810,40 @@ void Session::produce(Nanos now) {
       return;
     }
     const auto k = static_cast<uint16_t>(std::min<uint64_t>(fetch_chunk_, fetch_left_));
-    uint8_t hdr[kHeaderSize];
-    proto::write_header(hdr, FrameType::kFetch, k);
-    append(hdr, kHeaderSize, now);
-    append_fetch_data(k, now);
+    if (by_ref) {
+      append_ref(&kDataHeaders[kHeaderSize * k], kHeaderSize, false, now);
+      for (size_t left = k; left != 0;) {
+        const std::span<const uint8_t> v = src.view(fetch_off_, left);
+        append_ref(v.data(), v.size(), file, now);
+        fetch_off_ += v.size();
+        left -= v.size();
+      }
+    } else {
+      append(&kDataHeaders[kHeaderSize * k], kHeaderSize, now);
+      append_fetch_data(k, now);
+    }
     fetch_left_ -= k;
   }
+}
+
+size_t Session::discard_pending() const {
+  if (discard_left_ == 0 || holds_input() || !wants_read()) return 0;
+  return discard_left_;
+}
+
+void Session::on_discarded(size_t n, Nanos now) {
+  if (env_->counters != nullptr) env_->counters->bytes_in.add(n);
+  if (finished() || input_ != Input::kOpen || n == 0) return;
+  assert(n <= discard_left_ && !holds_input());
+  last_rx_ = now;
+  discard_left_ -= static_cast<uint32_t>(std::min<size_t>(n, discard_left_));
+  if (discard_left_ == 0) finish_discard(now, now);
+  refresh_frame_timer(now);
+}
+
+size_t Session::read_hint() const {
+  if (!env_->ingest_trunc || !big_discard_ || discard_left_ != 0 || holds_input()) return 0;
+  return kHeaderSize;
 }
 
 void Session::on_peer_eof(Nanos now) {

@@ -21,9 +21,19 @@
 //     processed yet is kept inside, e.g. behind an unfinished FETCH or a full write queue).
 //  2. After any call, if has_output(): gather() and write; report with on_sent(n).
 //     on_sent may produce more output (FETCH pieces, held requests) and may make
-//     wants_read() true again. The bytes gather() described stay where they are, unchanged,
-//     until on_sent() reports them or the Session is destroyed, even if it finishes first
-//     (a write timeout): an engine whose writes complete later (io_uring) relies on it.
+//     wants_read() true again. An engine that can send file ranges uses gather_output()
+//     with files=true instead: it writes the iovecs (with MSG_MORE when a file range
+//     follows them), else the file range (sendfile), and reports either with on_sent(n).
+//     Iovecs may point into the content source (FetchBody::kReference/kFile): that memory
+//     is valid and unchanged for the engine's lifetime; the rest is valid until on_sent().
+//  2b. Ingest in the kernel (env.ingest_trunc): before a read, if discard_pending() > 0
+//     the engine may drop up to that many bytes in the kernel (recv MSG_TRUNC) and report
+//     them with on_discarded(n) instead of reading them; else it reads at most
+//     read_hint() bytes when that is non-zero (just the next header, so that a large
+//     payload after it can be discarded instead of copied).
+//     Whatever gather()/gather_output() described stays where it is, unchanged, until
+//     on_sent() reports it or the Session is destroyed, even if it finishes first (a write
+//     timeout, a shed): an engine whose writes complete later (io_uring) relies on it.
 //  3. on_peer_eof() when read() returns 0.
 //  4. on_tick(now) no later than next_deadline() (kNever: no timer needed). If
 //     input_timeout_due(now), first read what the socket already holds and pass it to
@@ -50,10 +60,29 @@
 
 namespace c10m::core {
 
+/// How FETCH DATA bodies are queued. Engines pick it from ServerConfig::fetch_send and
+/// what they can send; every choice produces the same bytes on the wire.
+enum class FetchBody : uint8_t {
+  kCopy,       // copied from the content into pooled blocks (two copies on the send side)
+  kReference,  // queued as references into the content's immutable memory: gather() hands
+               // out iovecs pointing at it (the kernel's copy is the only one)
+  kFile,       // as kReference, and bodies from a file source are marked so that
+               // gather_output(files=true) hands them out as file ranges (sendfile)
+};
+
 /// What a thread shares among its sessions. Outlives them all.
 struct SessionEnv {
   SessionLimits limits;
-  const ContentSource* content = nullptr;
+  const ContentSource* content = nullptr;  // nullptr: the protocol's pattern
+  FetchBody fetch_body = FetchBody::kCopy;
+  /// A FETCH whose chunk is smaller than this is copied whatever fetch_body says (two
+  /// iovecs per tiny frame cost more than copying it). References are also used only when
+  /// every body is at most two runs of the content (a file at least one chunk long).
+  size_t ref_min_chunk = 16 * 1024;
+  /// Ingest: offer SINK/CHUNK payloads of at least trunc_min bytes for discarding in the
+  /// kernel (read_hint(), discard_pending(), on_discarded()).
+  bool ingest_trunc = false;
+  size_t trunc_min = 4096;
   BufferPool* pool = nullptr;                   // blocks of kSessionBlockSize bytes
   BufferPool* small_pool = nullptr;             // blocks of kSessionSmallBlockSize bytes for
                                                 // short partial frames; nullptr: use `pool`
@@ -102,12 +131,32 @@ class Session : NonCopyable {
   bool wants_read() const;
   void on_bytes(std::span<const uint8_t> in, Nanos now);
   void on_peer_eof(Nanos now);
+  /// Payload bytes of the SINK/CHUNK being received that the engine may drop in the kernel
+  /// instead of reading (0: none; only while wants_read() and nothing is held).
+  size_t discard_pending() const;
+  /// The engine dropped `n` <= discard_pending() bytes of the connection in the kernel.
+  void on_discarded(size_t n, Nanos now);
+  /// The most bytes the next read should take (0: no limit; see engine contract 2b).
+  size_t read_hint() const;
 
   // --- output ---
   bool has_output() const;
   size_t queued_bytes() const;
   /// Fills up to `max` iovecs describing the unsent bytes in order; returns the count.
   int gather(iovec* iov, int max) const;
+  /// What gather_output() found.
+  struct OutputView {
+    int iovcnt = 0;            // iovecs filled, in output order
+    size_t bytes = 0;          // their total
+    bool immutable = true;     // every iovec points into the content source or a static table
+                               // (never rewritten or freed while the engine runs)
+    int file_fd = -1;          // >= 0: after the iovecs the output continues with file_length
+    uint64_t file_offset = 0;  // bytes of this file at file_offset (only with files=true)
+    size_t file_length = 0;
+  };
+  /// Like gather(); with `files`, gathering stops at the first body that comes from a file
+  /// (FetchBody::kFile) and describes it as a file range instead.
+  OutputView gather_output(iovec* iov, int max, bool files) const;
   /// The kernel accepted `n` bytes from the front of what gather() described.
   void on_sent(size_t n, Nanos now);
 
@@ -181,8 +230,12 @@ class Session : NonCopyable {
   size_t queue_limit() const;
 
   // output
+  const ContentSource& content() const;
   void append(const uint8_t* p, size_t n, Nanos now);
   void make_room_for_mark(Block* b);
+  void append_ref(const uint8_t* p, size_t n, bool file, Nanos now);
+  void cover(Block* t, Nanos now);
+  size_t ref_capacity(const Block* b) const;
   void append_fetch_data(size_t n, Nanos now);
   void add_requests(uint32_t count, Nanos rx);
   void reply_empty(proto::FrameType type, Nanos rx, Nanos now);
@@ -230,6 +283,7 @@ class Session : NonCopyable {
   bool forced_in_flight_ : 1 = false;
   bool shrunk_ : 1 = false;  // accepted under Pressure::kShrink: pressure_queue() for life
   bool paused_ : 1 = false;  // held back by the pressure queue (counted once per episode)
+  bool big_discard_ : 1 = false;  // the last request examined was a SINK/CHUNK >= trunc_min
 };
 
 }  // namespace c10m::core

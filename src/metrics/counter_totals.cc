@@ -31,6 +31,11 @@ void CounterTotals::add(const ThreadCounters& b, bool live) {
   service_sum_ns += b.service_sum_ns.load();
   for (size_t i = 0; i < kServiceBucketCount; ++i)
     service_buckets[i] += b.service_buckets[i].load();
+  sendfile_bytes += b.sendfile_bytes.load();
+  zerocopy_sends += b.zerocopy_sends.load();
+  zerocopy_completed += b.zerocopy_completed.load();
+  zerocopy_copied += b.zerocopy_copied.load();
+  discarded_bytes += b.discarded_bytes.load();
 }
 
 }  // namespace c10m::metrics

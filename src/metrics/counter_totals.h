@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "metrics/allocation_counter.h"
 #include "metrics/counters.h"
 
 namespace c10m::metrics {
@@ -46,6 +47,15 @@ struct CounterTotals {
   uint64_t service_count = 0;
   uint64_t service_sum_ns = 0;
   uint64_t service_buckets[kServiceBucketCount] = {};  // non-cumulative, like the blocks
+  uint64_t sendfile_bytes = 0;
+  uint64_t zerocopy_sends = 0;
+  uint64_t zerocopy_completed = 0;
+  uint64_t zerocopy_copied = 0;
+  uint64_t discarded_bytes = 0;
+  /// Heap allocations of the processes (allocation_counter.h); kNone: not counted.
+  AllocationHook allocation_hook = AllocationHook::kNone;
+  uint64_t allocations = 0;
+  uint64_t allocation_bytes = 0;
 
   /// Adds one block. `live`: the writing process still runs, so its gauges count
   /// (a dead worker's connections were closed by the kernel; its counters stay summed

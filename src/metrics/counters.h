@@ -68,7 +68,12 @@ struct alignas(64) ThreadCounters {
   Counter memory_budget_bytes;  // gauge: bytes of pooled blocks sessions hold (budget use)
   Counter memory_budget_limit;  // gauge: this process's --memory-limit (written by slot 0 only)
   Counter overload_actions[static_cast<size_t>(OverloadAction::kCount)];
-  Counter service_count;  // frame_service_seconds histogram
+  Counter sendfile_bytes;      // FETCH body bytes the kernel took through sendfile(2)
+  Counter zerocopy_sends;      // sendmsg(MSG_ZEROCOPY) calls that the kernel accepted
+  Counter zerocopy_completed;  // ... whose completion was read from the error queue
+  Counter zerocopy_copied;     // ... of which the kernel copied after all (e.g. loopback)
+  Counter discarded_bytes;     // SINK/CHUNK payload bytes dropped in the kernel (MSG_TRUNC)
+  Counter service_count;       // frame_service_seconds histogram
   Counter service_sum_ns;
   Counter service_buckets[kServiceBucketCount];  // non-cumulative counts
 

@@ -160,6 +160,35 @@ void render_prometheus(const Scrape& s, std::string* out) {
           "Reply bytes queued in the server, not yet taken by the kernel.", t.write_queue_bytes());
   w.counter("c10m_drain_forced_total", "Connections force-closed at the drain deadline.",
             t.drain_forced);
+  w.counter("c10m_sendfile_bytes_total",
+            "FETCH body bytes handed to the kernel with sendfile (--fetch-send sendfile).",
+            t.sendfile_bytes);
+  w.counter("c10m_zerocopy_sends_total",
+            "sendmsg(MSG_ZEROCOPY) calls the kernel accepted (--fetch-send zerocopy).",
+            t.zerocopy_sends);
+  w.counter("c10m_zerocopy_completed_total",
+            "MSG_ZEROCOPY sends whose completion was read from the socket error queue.",
+            t.zerocopy_completed);
+  w.counter("c10m_zerocopy_copied_total",
+            "MSG_ZEROCOPY sends the kernel copied after all (SO_EE_CODE_ZEROCOPY_COPIED: "
+            "loopback and other local delivery).",
+            t.zerocopy_copied);
+  w.counter("c10m_ingest_discarded_bytes_total",
+            "SINK/CHUNK payload bytes dropped in the kernel without a copy (--ingest trunc).",
+            t.discarded_bytes);
+  if (t.allocation_hook != AllocationHook::kNone) {
+    // Counted by the allocator's own hook (metrics/allocation_counter.h); absent when the
+    // allocator has none (glibc malloc).
+    w.header("c10m_allocations_total", "counter",
+             "Heap allocations made by the server processes (every malloc, calloc, realloc, "
+             "operator new), counted by the allocator hook named in the label.");
+    w.labeled("c10m_allocations_total", "hook", allocation_hook_name(t.allocation_hook),
+              t.allocations);
+    w.header("c10m_allocation_bytes_total", "counter",
+             "Bytes requested by those heap allocations.");
+    w.labeled("c10m_allocation_bytes_total", "hook", allocation_hook_name(t.allocation_hook),
+              t.allocation_bytes);
+  }
 
   w.gauge("c10m_memory_budget_bytes",
           "Memory budget in use: bytes of pooled blocks connections hold (queued output, held "

@@ -23,6 +23,11 @@ ThreadCounters* HeapCounterSlots::slot(size_t index) {
 void HeapCounterSlots::collect(CounterTotals* out) const {
   *out = CounterTotals{};
   for (size_t i = 0; i < capacity_; ++i) out->add(blocks_[i]);
+  out->allocation_hook = allocation_hook();
+  if (out->allocation_hook != AllocationHook::kNone) {
+    out->allocations = allocation_target()->count.load(std::memory_order_relaxed);
+    out->allocation_bytes = allocation_target()->bytes.load(std::memory_order_relaxed);
+  }
 }
 
 std::vector<pid_t> HeapCounterSlots::processes() const { return {getpid()}; }

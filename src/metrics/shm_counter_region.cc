@@ -55,7 +55,13 @@ ShmCounterRegion::ShmCounterRegion(int fd, void* base, size_t size, std::string 
 }
 
 ShmCounterRegion::~ShmCounterRegion() {
-  ::munmap(base_, size_);
+  if (allocation_target_) {
+    // Some thread may still be inside the allocation hook with a pointer into this
+    // mapping: send the counts elsewhere and keep the pages (until the process exits).
+    retarget_allocation_counter_away_from(base_, base_ + size_);
+  } else {
+    ::munmap(base_, size_);
+  }
   ::close(fd_);
   if (!path_.empty()) ::unlink(path_.c_str());
 }
@@ -225,6 +231,9 @@ CounterSlots* ShmCounterRegion::attach_worker(size_t w) {
     b->write_queue_bytes.set(0);
   }
   wh->attach_count.fetch_add(1, std::memory_order_relaxed);
+  allocation_target_ = true;
+  const AllocationHook hook = install_allocation_counter(&wh->allocations);
+  wh->allocation_hook.store(static_cast<uint32_t>(hook), std::memory_order_relaxed);
   wh->pid.store(static_cast<int32_t>(::getpid()), std::memory_order_release);
   attached_.push_back(std::make_unique<WorkerSlots>(this, w));
   return attached_.back().get();
@@ -233,10 +242,18 @@ CounterSlots* ShmCounterRegion::attach_worker(size_t w) {
 void ShmCounterRegion::collect(CounterTotals* out) const {
   *out = CounterTotals{};
   for (size_t w = 0; w < workers_; ++w) {
-    const int32_t pid = worker_header(w)->pid.load(std::memory_order_acquire);
+    const WorkerHeader* wh = worker_header(w);
+    const int32_t pid = wh->pid.load(std::memory_order_acquire);
     if (pid == 0) continue;  // never attached: all zero
     const bool live = process_alive(pid);
     for (size_t s = 0; s < slots_per_worker_; ++s) out->add(*block(w, s), live);
+    const auto hook =
+        static_cast<AllocationHook>(wh->allocation_hook.load(std::memory_order_relaxed));
+    if (hook != AllocationHook::kNone) {
+      out->allocation_hook = hook;
+      out->allocations += wh->allocations.count.load(std::memory_order_relaxed);
+      out->allocation_bytes += wh->allocations.bytes.load(std::memory_order_relaxed);
+    }
   }
 }
 

@@ -17,7 +17,11 @@
 // Workers: each worker process calls attach_worker(w) once, before its threads write,
 // and gets a CounterSlots over its S slots (one per thread). Attaching records its pid
 // and zeroes the gauges a previous holder of `w` left (its connections died with it);
-// counters keep their values so sums never go backwards.
+// counters keep their values so sums never go backwards. Attaching also installs the
+// process's allocation counter (allocation_counter.h) and points it at the worker's
+// header, so that c10m_allocations_total sums every worker process; a region that
+// received allocation counts is never unmapped (a thread allocating during teardown
+// must not write into an unmapped page): its mapping lives until the process exits.
 // Reader: collect() sums every slot of every worker (O(W*S), never O(connections));
 // gauges (conns_open, write_queue_bytes) only from workers whose process is alive.
 //
@@ -32,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/allocation_counter.h"
 #include "metrics/counter_source.h"
 #include "metrics/counters.h"
 
@@ -55,6 +60,8 @@ static_assert(sizeof(RegionHeader) == 64);
 struct alignas(64) WorkerHeader {
   std::atomic<int32_t> pid;  // process that attached this worker; 0 = none yet
   std::atomic<uint32_t> attach_count;
+  AllocationCounts allocations;           // every heap allocation of the worker's processes
+  std::atomic<uint32_t> allocation_hook;  // AllocationHook of the last process attached
 };
 static_assert(sizeof(WorkerHeader) == 64);
 static_assert(std::atomic<int32_t>::is_always_lock_free);
@@ -124,6 +131,7 @@ class ShmCounterRegion final : public CounterSource {
   size_t workers_ = 0;
   size_t slots_per_worker_ = 0;
   std::vector<std::unique_ptr<WorkerSlots>> attached_;
+  bool allocation_target_ = false;  // received allocation counts: never unmapped
 };
 
 /// True when process `pid` exists (kill(pid, 0) succeeds or fails with EPERM).

@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -129,6 +131,9 @@ int apply_socket_options(int fd, const SocketOptions& opts) {
   if (opts.sndbuf > 0) {
     if (int rc = set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, opts.sndbuf); rc < 0) return rc;
   }
+  if (opts.zerocopy) {
+    if (int rc = set_int_opt(fd, SOL_SOCKET, SO_ZEROCOPY, 1); rc < 0) return rc;
+  }
   return 0;
 }
 
@@ -184,6 +189,65 @@ ssize_t writev_some(int fd, const iovec* iov, int iovcnt) {
     ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (n >= 0) return n;
     if (errno != EINTR) return -errno;
+  }
+}
+
+ssize_t sendmsg_some(int fd, const iovec* iov, int iovcnt, int flags) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = static_cast<size_t>(iovcnt);
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+ssize_t sendfile_some(int fd, int file_fd, uint64_t offset, size_t len) {
+  auto off = static_cast<off_t>(offset);
+  for (;;) {
+    ssize_t n = ::sendfile(fd, file_fd, &off, len);
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+ssize_t discard_some(int fd, size_t len) {
+  for (;;) {
+    ssize_t n = ::recv(fd, nullptr, len, MSG_TRUNC);
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+int set_cork(int fd, bool on) { return set_int_opt(fd, IPPROTO_TCP, TCP_CORK, on ? 1 : 0); }
+
+int read_zerocopy_completions(int fd, ZerocopyCompletions* out) {
+  for (;;) {
+    alignas(cmsghdr) char control[128];
+    msghdr msg{};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    }
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+      if (!((cm->cmsg_level == SOL_IP && cm->cmsg_type == IP_RECVERR) ||
+            (cm->cmsg_level == SOL_IPV6 && cm->cmsg_type == IPV6_RECVERR)))
+        continue;
+      sock_extended_err ee;
+      std::memcpy(&ee, CMSG_DATA(cm), sizeof ee);
+      if (ee.ee_origin != SO_EE_ORIGIN_ZEROCOPY) {
+        if (ee.ee_errno != 0) return -static_cast<int>(ee.ee_errno);
+        continue;
+      }
+      // One notification covers the sends numbered ee_info..ee_data (inclusive).
+      const uint64_t sends = uint64_t{ee.ee_data - ee.ee_info} + 1;
+      out->completed += sends;
+      if (ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED) out->copied += sends;
+    }
   }
 }
 

@@ -75,8 +75,9 @@ struct SocketOptions {
   bool nodelay = true;
   int rcvbuf = 0;  // 0 = kernel default (autotuning stays on)
   int sndbuf = 0;
+  bool zerocopy = false;  // SO_ZEROCOPY (allows sendmsg with MSG_ZEROCOPY)
 };
-/// Applies TCP_NODELAY / SO_RCVBUF / SO_SNDBUF. Returns 0 or -errno.
+/// Applies TCP_NODELAY / SO_RCVBUF / SO_SNDBUF / SO_ZEROCOPY. Returns 0 or -errno.
 int apply_socket_options(int fd, const SocketOptions& opts);
 int set_nonblocking(int fd, bool on);
 /// SO_RCVTIMEO/SO_SNDTIMEO for blocking sockets (thread engine); 0 = none.
@@ -88,6 +89,26 @@ ssize_t read_some(int fd, void* buf, size_t len);
 ssize_t read_nowait(int fd, void* buf, size_t len);
 ssize_t write_some(int fd, const void* buf, size_t len);
 ssize_t writev_some(int fd, const iovec* iov, int iovcnt);
+/// sendmsg with extra `flags` (MSG_MORE, MSG_ZEROCOPY; MSG_NOSIGNAL is always added).
+/// Returns bytes or -errno.
+ssize_t sendmsg_some(int fd, const iovec* iov, int iovcnt, int flags);
+/// sendfile(2): up to `len` bytes of `file_fd` from `offset` to socket `fd` (the page
+/// cache's pages go to the socket; no copy through user space). Returns bytes or -errno.
+ssize_t sendfile_some(int fd, int file_fd, uint64_t offset, size_t len);
+/// recv(MSG_TRUNC) on TCP: drops up to `len` received bytes in the kernel without copying
+/// them anywhere. Returns bytes dropped, 0 on EOF, or -errno (blocking as the socket is).
+ssize_t discard_some(int fd, size_t len);
+/// TCP_CORK on/off: while on, the kernel sends only full segments (off flushes).
+int set_cork(int fd, bool on);
+
+/// MSG_ZEROCOPY completions read from a socket's error queue.
+struct ZerocopyCompletions {
+  uint64_t completed = 0;  // sendmsg calls whose pages the kernel released
+  uint64_t copied = 0;     // ... of them, copied by the kernel after all (local delivery)
+};
+/// Reads every notification waiting on the error queue (recvmsg MSG_ERRQUEUE, never
+/// blocks) and adds them to `out`. Returns 0, or -errno of a socket error found there.
+int read_zerocopy_completions(int fd, ZerocopyCompletions* out);
 /// shutdown(SHUT_WR): half-close our side. Returns 0 or -errno.
 int shutdown_write(int fd);
 /// shutdown(SHUT_RDWR). On a listening socket: stop listening (pending and new connects

@@ -1,4 +1,4 @@
-// BufferPool: recycling on, off, and the cap on cached blocks.
+// BufferPool: recycling on, off, the cap on cached blocks, trimming.
 #include "base/buffer_pool.h"
 
 #include <gtest/gtest.h>
@@ -40,6 +40,21 @@ TEST(BufferPoolTest, KeepsAtMostMaxCached) {
   for (int i = 0; i < 8; ++i) blocks.push_back(pool.acquire());
   for (uint8_t* b : blocks) pool.release(b);
   EXPECT_EQ(pool.cached(), 3u);
+  EXPECT_EQ(pool.outstanding(), 0u);
+}
+
+TEST(BufferPoolTest, TrimFreesCachedBlocksDownToKeep) {
+  BufferPool pool(512, true, 8);
+  uint8_t* blocks[5];
+  for (auto& b : blocks) b = pool.acquire();
+  for (auto* b : blocks) pool.release(b);
+  EXPECT_EQ(pool.cached(), 5u);
+  pool.trim(1);
+  EXPECT_EQ(pool.cached(), 1u);
+  pool.trim(3);
+  EXPECT_EQ(pool.cached(), 1u);
+  pool.trim(0);
+  EXPECT_EQ(pool.cached(), 0u);
   EXPECT_EQ(pool.outstanding(), 0u);
 }
 

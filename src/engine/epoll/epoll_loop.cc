@@ -43,6 +43,20 @@ EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener
   env_.counters = counters_;
   env_.read_chunk = config_.readbuf;
   env_.account = &account_;
+  switch (config_.fetch_send) {
+    case core::FetchSend::kCopy:
+      env_.fetch_body = core::FetchBody::kCopy;
+      break;
+    case core::FetchSend::kWritev:
+    case core::FetchSend::kZerocopy:
+      env_.fetch_body = core::FetchBody::kReference;
+      break;
+    case core::FetchSend::kSendfile:
+      env_.fetch_body = core::FetchBody::kFile;
+      break;
+  }
+  env_.ingest_trunc = config_.ingest_trunc;
+  env_.ref_min_chunk = config_.fetch_ref_min;
 }
 
 EpollLoop::~EpollLoop() {
@@ -157,6 +171,15 @@ DrainReport EpollLoop::run() {
         kicked = true;
       } else if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         auto* c = static_cast<EpollConn*>(p);
+        // With MSG_ZEROCOPY, EPOLLERR also means "completions wait on the error queue".
+        if ((events[i].events & EPOLLERR) && !c->closed &&
+            config_.fetch_send == core::FetchSend::kZerocopy && reap_zerocopy(c)) {
+          events[i].events &= ~EPOLLERR;
+          if (!(events[i].events & (EPOLLIN | EPOLLHUP))) {
+            ++outputs;
+            continue;
+          }
+        }
         if (!c->closed) on_input_event(c, events[i].events, now);
         events[i].data.ptr = nullptr;  // served
       } else {
@@ -217,6 +240,14 @@ DrainReport EpollLoop::run() {
   return report_;
 }
 
+bool EpollLoop::reap_zerocopy(EpollConn* c) {
+  sys::ZerocopyCompletions z;
+  const int rc = sys::read_zerocopy_completions(c->fd, &z);
+  counters_->zerocopy_completed.add(z.completed);
+  counters_->zerocopy_copied.add(z.copied);
+  return rc == 0 && sys::socket_error(c->fd) == 0;
+}
+
 void EpollLoop::on_input_event(EpollConn* c, uint32_t ev, Nanos now) {
   bool alive = true;
   if (!c->peer_eof && c->session.wants_read()) {
@@ -275,11 +306,34 @@ bool EpollLoop::read_burst(EpollConn* c, Nanos now) {
       if (!flush(c, now)) return false;
       if (!s.wants_read()) break;
     }
-    const ssize_t n = sys::read_some(c->fd, scratch_.get(), config_.readbuf);
+    if (config_.ingest_trunc) {
+      // A large SINK/CHUNK payload: drop it in the kernel instead of copying it here.
+      if (const size_t d = s.discard_pending(); d != 0) {
+        const ssize_t n = sys::discard_some(c->fd, d);
+        if (n > 0) {
+          bytes += static_cast<size_t>(n);
+          counters_->discarded_bytes.add(static_cast<uint64_t>(n));
+          s.on_discarded(static_cast<size_t>(n), now);
+          if (static_cast<size_t>(n) < d) break;  // socket drained (likely)
+          continue;
+        }
+        if (n == 0) {
+          c->peer_eof = true;
+          s.on_peer_eof(now);
+          break;
+        }
+        if (n == -EAGAIN || n == -EWOULDBLOCK) break;
+        return false;
+      }
+    }
+    // Just the next header when the session expects a large payload to discard after it.
+    const size_t hint = s.read_hint();
+    const size_t want = hint != 0 && hint < config_.readbuf ? hint : config_.readbuf;
+    const ssize_t n = sys::read_some(c->fd, scratch_.get(), want);
     if (n > 0) {
       bytes += static_cast<size_t>(n);
       s.on_bytes({scratch_.get(), static_cast<size_t>(n)}, now);
-      if (static_cast<size_t>(n) < config_.readbuf) break;  // socket drained (likely)
+      if (static_cast<size_t>(n) < want) break;  // socket drained (likely)
       continue;
     }
     if (n == 0) {
@@ -295,14 +349,38 @@ bool EpollLoop::read_burst(EpollConn* c, Nanos now) {
 
 bool EpollLoop::flush(EpollConn* c, Nanos now, size_t quota) {
   core::Session& s = c->session;
+  const bool files = config_.fetch_send == core::FetchSend::kSendfile;
+  const bool zerocopy = config_.fetch_send == core::FetchSend::kZerocopy;
   size_t written = 0;
   while (s.has_output() && !s.finished()) {
     iovec iov[kMaxIov];
-    const int cnt = s.gather(iov, kMaxIov);
-    if (cnt <= 0) break;
-    size_t want = 0;
-    for (int i = 0; i < cnt; ++i) want += iov[i].iov_len;
-    const ssize_t n = sys::writev_some(c->fd, iov, cnt);
+    const core::Session::OutputView v = s.gather_output(iov, kMaxIov, files);
+    ssize_t n;
+    size_t want;
+    if (v.iovcnt > 0) {
+      int flags = 0;
+      // Headers now, their body by sendfile next: let them leave in one segment.
+      if (v.file_fd >= 0) flags |= MSG_MORE;
+      // Only content and static tables are sent zero-copy: they never change, so no
+      // send has to wait for its completion before its memory may be reused.
+      if (zerocopy && v.immutable && v.bytes >= kZerocopyMin) flags |= MSG_ZEROCOPY;
+      n = sys::sendmsg_some(c->fd, iov, v.iovcnt, flags);
+      if (n == -ENOBUFS && (flags & MSG_ZEROCOPY)) {
+        // The socket's option memory is full of unread completions: read them, and send
+        // this batch with a copy.
+        if (!reap_zerocopy(c)) return false;
+        flags &= ~MSG_ZEROCOPY;
+        n = sys::sendmsg_some(c->fd, iov, v.iovcnt, flags);
+      }
+      if (n > 0 && (flags & MSG_ZEROCOPY)) counters_->zerocopy_sends.add();
+      want = v.bytes;
+    } else if (v.file_fd >= 0) {
+      n = sys::sendfile_some(c->fd, v.file_fd, v.file_offset, v.file_length);
+      if (n > 0) counters_->sendfile_bytes.add(static_cast<uint64_t>(n));
+      want = v.file_length;
+    } else {
+      break;
+    }
     if (n > 0) {
       // A fresh clock read (vDSO, no syscall): frame_service_seconds ends when the kernel
       // took the reply, not when this event began.
@@ -458,6 +536,7 @@ void EpollLoop::accept_burst(Nanos now) {
     so.nodelay = config_.nodelay;
     so.rcvbuf = config_.rcvbuf;
     so.sndbuf = config_.sndbuf;
+    so.zerocopy = config_.fetch_send == core::FetchSend::kZerocopy;
     sys::apply_socket_options(fd, so);
     const uint64_t before = shared_->open.fetch_add(1, std::memory_order_relaxed);
     if (config_.max_conns != 0 && before >= config_.max_conns) {

@@ -83,6 +83,9 @@ class EpollLoop : NonCopyable {
   static constexpr int kAcceptBurst = 64;
   static constexpr int kMaxEvents = 256;
   static constexpr int kMaxIov = 64;
+  // --fetch-send zerocopy: MSG_ZEROCOPY only for sends of at least this many bytes (below
+  // it, pinning pages and the completion cost more than the copy they save).
+  static constexpr size_t kZerocopyMin = 16 * 1024;
   // After the drain deadline, owed replies get this long beyond the write timeout before
   // the remaining connections are reset.
   static constexpr Nanos kForceGrace = 1 * kSecond;
@@ -102,6 +105,7 @@ class EpollLoop : NonCopyable {
   void on_input_event(EpollConn* c, uint32_t ev, Nanos now);
   void on_output_event(EpollConn* c, size_t quota, Nanos now);
   void on_timer(EpollConn* c, Nanos now);
+  bool reap_zerocopy(EpollConn* c);  // false: a real socket error is pending
   bool read_burst(EpollConn* c, Nanos now);  // false: connection dead (I/O error)
   /// Writes at most `quota` bytes (more if one writev takes them). false: connection dead.
   bool flush(EpollConn* c, Nanos now, size_t quota = kReplyQuota);

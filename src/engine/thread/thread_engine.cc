@@ -343,8 +343,8 @@ bool ThreadEngine::serve(Conn* c) {
                                 ? std::min(kWriteSlice, config_.limits.write_timeout)
                                 : kWriteSlice;
   sys::set_io_timeouts(fd, 0, write_slice);
-  BufferPool pool(core::kSessionBlockSize, config_.pool, 1);
-  BufferPool small_pool(core::kSessionSmallBlockSize, config_.pool, 1);
+  BufferPool pool(core::kSessionBlockSize, config_.pool, kPoolCache);
+  BufferPool small_pool(core::kSessionSmallBlockSize, config_.pool, kPoolCache);
   std::unique_ptr<uint8_t[]> buf(new uint8_t[config_.readbuf]);  // off the small stack
   core::BudgetAccount account(budget_.get(), 0, counters);
   core::SessionEnv env;
@@ -355,6 +355,13 @@ bool ThreadEngine::serve(Conn* c) {
   env.counters = counters;
   env.read_chunk = config_.readbuf;
   env.account = &account;
+  // No MSG_ZEROCOPY here (its completions arrive as POLLERR): zerocopy sends by writev.
+  env.fetch_body = config_.fetch_send == core::FetchSend::kCopy       ? core::FetchBody::kCopy
+                   : config_.fetch_send == core::FetchSend::kSendfile ? core::FetchBody::kFile
+                                                                      : core::FetchBody::kReference;
+  env.ingest_trunc = config_.ingest_trunc;
+  env.ref_min_chunk = config_.fetch_ref_min;
+  const bool files = config_.fetch_send == core::FetchSend::kSendfile;
 
   Nanos now = mono_now();
   core::Session s(env, now);
@@ -418,9 +425,17 @@ bool ThreadEngine::serve(Conn* c) {
     // Write everything owed, blocking in slices.
     while (!aborted && s.has_output() && !s.finished()) {
       iovec iov[64];
-      const int cnt = s.gather(iov, 64);
-      if (cnt <= 0) break;
-      const ssize_t n = sys::writev_some(fd, iov, cnt);
+      const core::Session::OutputView v = s.gather_output(iov, 64, files);
+      ssize_t n;
+      if (v.iovcnt > 0) {
+        // MSG_MORE: headers now, their body by sendfile next, in one segment.
+        n = sys::sendmsg_some(fd, iov, v.iovcnt, v.file_fd >= 0 ? MSG_MORE : 0);
+      } else if (v.file_fd >= 0) {
+        n = sys::sendfile_some(fd, v.file_fd, v.file_offset, v.file_length);
+        if (n > 0) counters->sendfile_bytes.add(static_cast<uint64_t>(n));
+      } else {
+        break;
+      }
       now = mono_now();
       if (n > 0) {
         s.on_sent(static_cast<size_t>(n), now);
@@ -443,16 +458,38 @@ bool ThreadEngine::serve(Conn* c) {
     Nanos deadline = s.next_deadline();
     if (drain_seen && !forced) deadline = std::min(deadline, drain_deadline);
     deadline = std::min(deadline, hard_deadline);
-    const int rc = ::poll(fds, drain_seen ? 1 : 2, poll_timeout_ms(deadline, mono_now()));
+    // Blocks cached beyond one are given back once the connection has had nothing to do
+    // for kPoolTrimAfter (a connection that never needed them never wakes for this).
+    const bool trim_due = pool.cached() > 1 || small_pool.cached() > 1;
+    const Nanos before_poll = mono_now();
+    if (trim_due) deadline = std::min(deadline, before_poll + kPoolTrimAfter);
+    const int rc = ::poll(fds, drain_seen ? 1 : 2, poll_timeout_ms(deadline, before_poll));
     now = mono_now();
+    if (rc == 0 && trim_due && now - before_poll >= kPoolTrimAfter && !s.has_output()) {
+      pool.trim(1);
+      small_pool.trim(1);
+    }
     if (rc > 0) {
       const short re = fds[0].revents;
       if (re & (POLLERR | POLLNVAL)) {
         aborted = true;
       } else if (want_read && (re & (POLLIN | POLLHUP))) {
-        const ssize_t n = sys::read_some(fd, buf.get(), config_.readbuf);
+        // --ingest trunc: a large SINK/CHUNK payload is dropped in the kernel; before it,
+        // only its header is read (Session engine contract 2b).
+        const size_t discard = config_.ingest_trunc ? s.discard_pending() : 0;
+        const size_t hint = s.read_hint();
+        ssize_t n;
+        if (discard != 0) {
+          n = sys::discard_some(fd, discard);
+        } else {
+          n = sys::read_some(fd, buf.get(),
+                             hint != 0 && hint < config_.readbuf ? hint : config_.readbuf);
+        }
         now = mono_now();
-        if (n > 0) {
+        if (n > 0 && discard != 0) {
+          counters->discarded_bytes.add(static_cast<uint64_t>(n));
+          s.on_discarded(static_cast<size_t>(n), now);
+        } else if (n > 0) {
           s.on_bytes({buf.get(), static_cast<size_t>(n)}, now);
         } else if (n == 0) {
           peer_eof = true;

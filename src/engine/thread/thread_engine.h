@@ -19,8 +19,10 @@
 // counter per batch, and a contended cache line, is part of this baseline's cost.
 //
 // Memory per connection: the thread's stack, one heap read buffer of config.readbuf bytes
-// (allocated when the thread starts), a private counter block, and a BufferPool that
-// keeps at most one free block.
+// (allocated when the thread starts), a private counter block, and BufferPools that keep
+// up to kPoolCache free blocks while the connection is busy (so that a steady load does not
+// allocate: a deep write queue plus held input use several blocks at once) and are trimmed
+// to one once the connection has waited kPoolTrimAfter with nothing to do.
 //
 // Memory budget: each connection thread has its own BudgetAccount (chunk 0: an atomic add
 // per block). The acceptor stops accepting at Pressure::kStopAccept; past the limit a
@@ -45,6 +47,8 @@ class ThreadEngine final : public Engine {
   static constexpr size_t kCounterSlots = 1;
   static constexpr Nanos kWriteSlice = 100 * kMillisecond;
   static constexpr Nanos kForceGrace = 1 * kSecond;
+  static constexpr size_t kPoolCache = 6;
+  static constexpr Nanos kPoolTrimAfter = 1 * kSecond;
 
   /// Throws std::runtime_error (bad --fetch-file, no eventfd).
   ThreadEngine(const core::ServerConfig& config, CounterSlots* counters);

@@ -30,6 +30,12 @@ UringLoop::UringLoop(UringShared* shared, UringIo* io, UringBufferRing* buffers,
   env_.small_pool = &small_pool_;
   env_.counters = counters_;
   env_.read_chunk = buffers->size();
+  // FETCH bodies by reference (writev) or copied; sendfile, MSG_ZEROCOPY and --ingest trunc
+  // are epoll/thread options (the flag parser rejects them with uring; SEND_ZC is
+  // --zerocopy-min).
+  env_.fetch_body = config_.fetch_send == core::FetchSend::kCopy ? core::FetchBody::kCopy
+                                                                 : core::FetchBody::kReference;
+  env_.ref_min_chunk = config_.fetch_ref_min;
 }
 
 UringLoop::~UringLoop() {
