@@ -281,8 +281,8 @@ class Session : NonCopyable {
   CloseCause cause_ = CloseCause::kNone;    // set when finished
   bool goaway_sent_ : 1 = false;
   bool forced_in_flight_ : 1 = false;
-  bool shrunk_ : 1 = false;  // accepted under Pressure::kShrink: pressure_queue() for life
-  bool paused_ : 1 = false;  // held back by the pressure queue (counted once per episode)
+  bool shrunk_ : 1 = false;       // accepted under Pressure::kShrink: pressure_queue() for life
+  bool paused_ : 1 = false;       // held back by the pressure queue (counted once per episode)
   bool big_discard_ : 1 = false;  // the last request examined was a SINK/CHUNK >= trunc_min
 };
 

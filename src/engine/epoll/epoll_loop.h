@@ -105,7 +105,7 @@ class EpollLoop : NonCopyable {
   void on_input_event(EpollConn* c, uint32_t ev, Nanos now);
   void on_output_event(EpollConn* c, size_t quota, Nanos now);
   void on_timer(EpollConn* c, Nanos now);
-  bool reap_zerocopy(EpollConn* c);  // false: a real socket error is pending
+  bool reap_zerocopy(EpollConn* c);          // false: a real socket error is pending
   bool read_burst(EpollConn* c, Nanos now);  // false: connection dead (I/O error)
   /// Writes at most `quota` bytes (more if one writev takes them). false: connection dead.
   bool flush(EpollConn* c, Nanos now, size_t quota = kReplyQuota);
