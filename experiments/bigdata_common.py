@@ -308,3 +308,18 @@ def measure_transfer(server, op, conns, chunk, warm, measure, raw_path, payload=
         "requests_done": res["totals"]["ops_done"],
         "window": w,
     }
+
+
+def save_plot(fig, path):
+    """Lays out `fig` and writes it to `path` (a PNG)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print("plot:", path)
+
+
+def subcommands(doc):
+    """The argument parser of an experiment script (run/report/... subcommands)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ap, ap.add_subparsers(dest="cmd", required=True)

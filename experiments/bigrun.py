@@ -11,7 +11,6 @@ and whether the 100 GB bar was reached).
   /work/tools/quiet experiments/bigrun.py run --seconds 60
   experiments/bigrun.py report
 """
-import argparse
 import json
 import os
 import sys
@@ -116,16 +115,11 @@ def report(_args):
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"{r['total_bytes'] / 1e9:.0f} GB in one run, every byte verified "
                  f"(commit {r['git']})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "bigrun.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "bigrun.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--seconds", type=float, default=60)
     r.add_argument("--conns", type=int, default=4)

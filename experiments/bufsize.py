@@ -17,7 +17,6 @@ The namespaces, the veth pair and the qdisc are created at start and removed at 
   /work/tools/quiet experiments/bufsize.py run
   experiments/bufsize.py report
 """
-import argparse
 import json
 import os
 import re
@@ -181,16 +180,11 @@ def report(_args):
     axes[0].set_ylabel("FETCH payload MB/s (median, min..max)")
     axes[1].set_ylabel("loaded RTT, ms (server's srtt, ss -ti)")
     fig.suptitle(f"buffer sizing over veth between namespaces (commit {r['git']})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "bufsize.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "bufsize.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=2)
     r.add_argument("--warm", type=float, default=1.0)

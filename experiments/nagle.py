@@ -17,7 +17,6 @@
   /work/tools/quiet experiments/nagle.py run
   experiments/nagle.py report
 """
-import argparse
 import json
 import os
 import socket
@@ -195,16 +194,11 @@ def report(_args):
     for i, v in enumerate(p99):
         axes[1].text(i, fps[i], f"p99 {v:.0f}us", ha="center", va="bottom", fontsize=7)
     fig.suptitle(f"Nagle and delayed ACK (commit {r['git']})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "nagle.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "nagle.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--seconds", type=float, default=4)

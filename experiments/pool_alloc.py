@@ -13,7 +13,6 @@
   /work/tools/quiet experiments/pool_alloc.py run
   experiments/pool_alloc.py report
 """
-import argparse
 import json
 import os
 import subprocess
@@ -186,16 +185,11 @@ def plot(summary):
         axes[i].set_title(label)
         axes[i].legend(fontsize=8)
     fig.suptitle(f"--pool true vs false (medians, min..max; commit {summary['git']})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "pool_alloc.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "pool_alloc.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--seconds", type=float, default=10)

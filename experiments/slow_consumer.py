@@ -14,7 +14,6 @@ Configurations (one run each):
   /work/tools/quiet experiments/slow_consumer.py run
   experiments/slow_consumer.py report
 """
-import argparse
 import json
 import os
 import statistics
@@ -167,16 +166,11 @@ def report(_args):
     axes[2].set_ylabel("fast clients' p99 per second, us")
     axes[2].set_yscale("log")
     fig.suptitle(f"slow consumers vs 100 fast ECHO clients (commit {r['git']})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "slow_consumer.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "slow_consumer.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--slow", type=int, default=1000)
     r.add_argument("--rcvbuf", type=int, default=0, help="slow readers' SO_RCVBUF (0 default)")

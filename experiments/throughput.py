@@ -16,7 +16,6 @@ hits all of them alike; each round is one file, so rounds can be run in separate
 
 Results: results/throughput/round-*.json, results/throughput/summary.json, throughput.png.
 """
-import argparse
 import glob
 import json
 import os
@@ -159,16 +158,11 @@ def plot(summary):
     axes[1].legend(fontsize=8)
     fig.suptitle(f"c10m-server epoll, 1 loop, loopback; {summary['rounds']} interleaved rounds "
                  f"(commit {','.join(summary['git'])})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "throughput.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "throughput.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=SIZES)

@@ -15,7 +15,6 @@ of samples in copy routines is the copy count made visible.
   /work/tools/quiet experiments/zerocopy.py profile
   experiments/zerocopy.py report
 """
-import argparse
 import glob
 import json
 import os
@@ -222,16 +221,11 @@ def plot(summary):
         axes[0][0].axhline(ip["median"], color="k", ls=":", label="iperf3")
     fig.suptitle(f"zero copy vs copy, loopback, {summary['rounds']} interleaved rounds "
                  f"(commit {','.join(summary['git'])})")
-    fig.tight_layout()
-    path = os.path.join(OUT, "zerocopy.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    bc.save_plot(fig, os.path.join(OUT, "zerocopy.png"))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = bc.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=SIZES)
