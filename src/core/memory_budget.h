@@ -10,7 +10,7 @@
 // local add. The budget's `used()` is the sum of the threads' reservations: it runs ahead
 // of the bytes actually held by less than one chunk per thread.
 //
-// What an engine must do (epoll and thread engines do; a new engine must too):
+// What an engine must do (the epoll, thread and uring engines do; a new engine must too):
 //  1. Give each thread a BudgetAccount and put it in SessionEnv::account: sessions charge
 //     and credit it for every block they take and return.
 //  2. Call account.refresh() once per loop turn (or per wakeup), and act on

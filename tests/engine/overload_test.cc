@@ -343,7 +343,7 @@ TEST_P(OverloadTest, PingsAreAnsweredWhileBulkFetchesRun) {
   EXPECT_GT(bulk_bytes.load(), during);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, OverloadTest, ::testing::Values("epoll", "thread"),
+INSTANTIATE_TEST_SUITE_P(Engines, OverloadTest, ::testing::Values("epoll", "thread", "uring"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -47,6 +47,8 @@ UringEngine::UringEngine(const core::ServerConfig& config, CounterSlots* counter
   shared_.config = &config_;
   shared_.content = content_.get();
   shared_.drain_fd = drain_fd_.get();
+  budget_ = std::make_unique<core::MemoryBudget>(config_.memory_limit, config_.overload_levels);
+  shared_.budget = budget_.get();
 }
 
 UringEngine::~UringEngine() {
@@ -88,6 +90,7 @@ DrainReport UringEngine::run() {
       return {};
     }
   }
+  counters_->slot(0)->memory_budget_limit.set(config_.memory_limit);
   const UringSupport& support = uring_support();
   const uint32_t fixed = static_cast<uint32_t>(table_size(options_, sys::raise_fd_limit()));
   const bool incremental = options_.incremental && support.incremental;

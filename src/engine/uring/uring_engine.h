@@ -48,6 +48,7 @@ class UringEngine final : public Engine {
   std::unique_ptr<core::ContentSource> content_;
   std::unique_ptr<CounterSlots> own_counters_;  // when the caller gave none
   CounterSlots* counters_;
+  std::unique_ptr<core::MemoryBudget> budget_;
   UringShared shared_;
   sys::Fd drain_fd_;
   std::vector<sys::Fd> listeners_;

@@ -1,7 +1,10 @@
 #include "engine/uring/uring_loop.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "base/log.h"
 #include "sys/socket.h"
@@ -19,6 +22,7 @@ UringLoop::UringLoop(UringShared* shared, UringIo* io, UringBufferRing* buffers,
       counters_(counters),
       pool_(core::kSessionBlockSize, shared->config->pool),
       small_pool_(core::kSessionSmallBlockSize, shared->config->pool),
+      account_(shared->budget, core::BudgetAccount::kLoopChunk, counters),
       wheel_(mono_now()),
       fixed_files_(fixed_files),
       free_slots_(fixed_files),
@@ -30,6 +34,7 @@ UringLoop::UringLoop(UringShared* shared, UringIo* io, UringBufferRing* buffers,
   env_.small_pool = &small_pool_;
   env_.counters = counters_;
   env_.read_chunk = buffers->size();
+  env_.account = &account_;
   // FETCH bodies by reference (writev) or copied; sendfile, MSG_ZEROCOPY and --ingest trunc
   // are epoll/thread options (the flag parser rejects them with uring; SEND_ZC is
   // --zerocopy-min).
@@ -86,6 +91,7 @@ Nanos UringLoop::wait_timeout(Nanos now) const {
   Nanos next = wheel_.next_advance();
   if (!accept_stopped_ && accept_resume_at_ > now && accept_resume_at_ < next)
     next = accept_resume_at_;
+  if (budget_full_ && budget_recheck_at_ < next) next = budget_recheck_at_;
   if (draining_) {
     if (!forced_ && drain_deadline_ < next) next = drain_deadline_;
     if (hard_deadline_ < next) next = hard_deadline_;
@@ -96,6 +102,8 @@ Nanos UringLoop::wait_timeout(Nanos now) const {
 }
 
 void UringLoop::turn_begin(Nanos now) {
+  account_.refresh();
+  if (account_.pressure() == core::Pressure::kShed) shed(now);
   while (pending_head_ != nullptr) {
     UringConn* c = pending_head_;
     pending_head_ = c->pending_next;
@@ -107,11 +115,34 @@ void UringLoop::turn_begin(Nanos now) {
 }
 
 void UringLoop::turn_end(Nanos now) {
+  due_.clear();
   wheel_.advance(now, [this, now](TimerNode* node) {
     auto* c = static_cast<UringConn*>(node);
+    if (c->recv == UringConn::Recv::kArmed && c->session.input_timeout_due(now)) {
+      due_.push_back(c);  // ticked below, after taking what the kernel already holds
+      return;
+    }
     c->session.on_tick(now);
     mark(c);
   });
+  if (!due_.empty()) {
+    // Never blame the peer for our own delay: receives the kernel completed while this
+    // loop was busy (or descheduled) are handled before an input timeout fires. One
+    // non-blocking enter (it runs the deferred task work), bounded.
+    UringCqe cqes[kReapBatch];
+    io_->submit_and_wait(0);
+    for (int round = 0; round < 16; ++round) {
+      const int n = io_->reap(cqes, kReapBatch);
+      for (int i = 0; i < n; ++i) handle(cqes[i], now);
+      bufs_->publish();
+      if (n < kReapBatch) break;
+    }
+    // Conns are freed only in settle(): every pointer in due_ is still valid.
+    for (UringConn* c : due_) {
+      c->session.on_tick(now);
+      mark(c);
+    }
+  }
   if (draining_ && !forced_ && now >= drain_deadline_) force_all(now);
   if (draining_ && now >= hard_deadline_) abort_all();
 }
@@ -408,6 +439,7 @@ void UringLoop::destroy(UringConn* c) {
 
 void UringLoop::arm_accept(Nanos now) {
   if (draining_ || accept_stopped_ || now < accept_resume_at_) return;
+  if (budget_stops_accept(now)) return;
   if (free_slots_ >= accept_headroom_) {
     table_full_ = false;
     if (accept_multi_ == Accept::kOff && accept_single_ == 0) {
@@ -436,6 +468,50 @@ void UringLoop::arm_accept(Nanos now) {
     log_table_full(now);
   } else if (free_slots_ != 0) {
     table_full_ = false;
+  }
+}
+
+bool UringLoop::budget_stops_accept(Nanos now) {
+  if (account_.pressure() < core::Pressure::kStopAccept) {
+    budget_full_ = false;
+    budget_recheck_at_ = kNever;
+    return false;
+  }
+  if (!budget_full_) {
+    budget_full_ = true;
+    counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kStopAccept)].add();
+  }
+  budget_recheck_at_ = now + kBudgetRecheck;
+  if (accept_multi_ == Accept::kArmed) {
+    io_->cancel(kUdAcceptMulti, kUdIgnore);
+    accept_multi_ = Accept::kCancelling;
+  }
+  return true;  // single-shot accepts in flight complete; no new ones
+}
+
+void UringLoop::shed(Nanos now) {
+  core::MemoryBudget* budget = shared_->budget;
+  if (budget == nullptr) return;
+  // This loop's connections holding memory, largest first (a scan, on this rare path only:
+  // the budget is past its limit). Their blocks come back when their requests complete.
+  // Connections already finished (shed in an earlier turn) count as freeing.
+  std::vector<std::pair<size_t, UringConn*>> held;
+  size_t freeing = 0;
+  for (UringConn* c = all_head_; c != nullptr; c = c->all_next) {
+    const size_t h = c->session.memory_held();
+    if (c->closing || c->session.finished()) {
+      freeing += h;
+    } else if (h != 0) {
+      held.emplace_back(h, c);
+    }
+  }
+  std::sort(held.begin(), held.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& [bytes, c] : held) {
+    if (budget->used() <= budget->shed_resume() + freeing) break;
+    c->session.shed(now);
+    freeing += bytes;
+    mark(c);
   }
 }
 

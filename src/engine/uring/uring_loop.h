@@ -16,14 +16,21 @@
 // Lifetime: a UringConn lives until the last completion of every request naming it has
 // been handled (`ops` counts them); it is freed only in settle(), never while a list or a
 // batch of completions may still point at it.
+//
+// Memory budget (core/memory_budget.h): blocks are charged to the loop's BudgetAccount,
+// refreshed once per turn; at kStopAccept the loop cancels its accepts (re-checked every
+// kBudgetRecheck), past the limit it sheds the connections holding the most. A shed
+// connection's blocks return to the budget when its last request completes.
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/buffer_pool.h"
 #include "base/clock.h"
 #include "base/noncopyable.h"
+#include "core/memory_budget.h"
 #include "core/session.h"
 #include "engine/engine.h"
 #include "engine/engine_support.h"
@@ -37,9 +44,10 @@ namespace c10m::engine {
 struct UringShared {
   const core::ServerConfig* config = nullptr;
   const core::ContentSource* content = nullptr;
-  int drain_fd = -1;                    // eventfd: readable once a drain was requested
-  std::atomic<uint64_t> open{0};        // open connections, process-wide (--max-conns)
-  std::atomic<Nanos> drain_at{kNever};  // when request_drain() was first called
+  core::MemoryBudget* budget = nullptr;  // this process's memory budget (may be unlimited)
+  int drain_fd = -1;                     // eventfd: readable once a drain was requested
+  std::atomic<uint64_t> open{0};         // open connections, process-wide (--max-conns)
+  std::atomic<Nanos> drain_at{kNever};   // when request_drain() was first called
   AcceptErrorLog accept_log;
   std::atomic<Nanos> table_full_logged{-AcceptErrorLog::kInterval * 2};
 };
@@ -72,6 +80,8 @@ class UringLoop : NonCopyable {
   // Single-shot accepts in flight at once while the file table is nearly full.
   static constexpr uint32_t kMaxSingleAccepts = 4;
   static constexpr int kReapBatch = 256;
+  // While the budget stops accepting, re-check it this often.
+  static constexpr Nanos kBudgetRecheck = 100 * kMillisecond;
 
   /// `io` and `buffers` are this loop's (registered with each other by the engine).
   /// `fixed_files`: the direct-descriptor table size. `accept_headroom`: free slots below
@@ -134,6 +144,8 @@ class UringLoop : NonCopyable {
   void close_conn(UringConn* c, bool aborted, bool reset);
   void destroy(UringConn* c);
   void arm_accept(Nanos now);
+  bool budget_stops_accept(Nanos now);  // true: accepts are (being) cancelled
+  void shed(Nanos now);
   void log_table_full(Nanos now);
   void start_drain(Nanos now);
   void force_all(Nanos now);
@@ -146,11 +158,13 @@ class UringLoop : NonCopyable {
   int listen_fd_;
   metrics::ThreadCounters* counters_;
   BufferPool pool_;
-  BufferPool small_pool_;  // short partial frames (core::kSessionSmallBlockSize)
+  BufferPool small_pool_;        // short partial frames (core::kSessionSmallBlockSize)
+  core::BudgetAccount account_;  // before env_, which points at it
   core::SessionEnv env_;
   TimingWheel wheel_;
   UringStats stats_;
 
+  std::vector<UringConn*> due_;  // turn_end: input timeouts waiting for one more reap
   UringConn* all_head_ = nullptr;
   UringConn* pending_head_ = nullptr;
   uint64_t conns_ = 0;  // open (accepted, not refused, not closing)
@@ -166,6 +180,8 @@ class UringLoop : NonCopyable {
   Nanos accept_resume_at_ = 0;   // back-off after ENOMEM & co
   bool accept_stopped_ = false;  // the listener is gone (drain, or a fatal error)
   bool table_full_ = false;      // paused: no free slot (logged once per pause)
+  bool budget_full_ = false;     // paused by the memory budget (counted once per pause)
+  Nanos budget_recheck_at_ = kNever;
 
   bool draining_ = false;
   bool forced_ = false;
