@@ -114,6 +114,10 @@ ssize_t write_some(int, const void*, size_t) { unexpected("write_some"); }
 ssize_t read_nowait(int, void*, size_t) { unexpected("read_nowait"); }
 int shutdown_write(int) { unexpected("shutdown_write"); }
 int set_reuseaddr_only(int) { unexpected("set_reuseaddr_only"); }
+ssize_t sendfile_some(int, int, uint64_t, size_t) { unexpected("sendfile_some"); }
+ssize_t discard_some(int, size_t) { unexpected("discard_some"); }
+int set_cork(int, bool) { unexpected("set_cork"); }
+int read_zerocopy_completions(int, ZerocopyCompletions*) { unexpected("zerocopy completions"); }
 uint64_t raise_fd_limit() { return 20000; }
 uint64_t count_open_fds() { return 0; }
 
@@ -232,6 +236,13 @@ void close_with_reset(int fd) {
     c->closed = true;
   }
   ::close(fd);
+}
+
+// The engine's writes with flags (MSG_MORE only with sendfile, MSG_ZEROCOPY only with
+// --fetch-send zerocopy: neither is configured here) are plain writes.
+ssize_t sendmsg_some(int fd, const iovec* iov, int iovcnt, int flags) {
+  if (flags != 0) unexpected("sendmsg flags");
+  return writev_some(fd, iov, iovcnt);
 }
 
 }  // namespace c10m::sys

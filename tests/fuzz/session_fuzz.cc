@@ -48,30 +48,9 @@ constexpr uint64_t kReadCap = 16 * 1024;
 constexpr int kSendsPerReadAll = 16;
 constexpr int kSendsAtEnd = 64;
 
-/// The protocol's FETCH pattern (byte i = i mod 251), served by memcpy from a table.
-class TablePattern final : public ContentSource {
- public:
-  TablePattern() {
-    for (size_t i = 0; i < sizeof(table_); ++i) table_[i] = proto::fetch_pattern_byte(i);
-  }
-  void read(uint64_t offset, std::span<uint8_t> dst) const override {
-    size_t pos = static_cast<size_t>(offset % proto::kFetchModulus);
-    while (!dst.empty()) {
-      const size_t k = std::min(dst.size(), sizeof(table_) - pos);
-      std::memcpy(dst.data(), table_ + pos, k);
-      dst = dst.subspan(k);
-      pos = (pos + k) % proto::kFetchModulus;
-    }
-  }
-
- private:
-  uint8_t table_[proto::kFetchModulus * 64];
-};
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const TablePattern content_table;
   static const auto content_pattern = make_pattern_source();
   // Live across inputs: see the cost note at the top.
   static BufferPool pool(kSessionBlockSize, true, 64);
@@ -84,12 +63,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   env.limits.idle_timeout = fdp.PickValueInArray(kTimeouts);
   env.limits.frame_timeout = fdp.PickValueInArray(kTimeouts);
   env.limits.write_timeout = fdp.PickValueInArray(kTimeouts);
-  // Mostly the fast table; sometimes the engines' pattern source, or none (the session's
-  // own fallback).
-  const int content = fdp.ConsumeIntegralInRange<int>(0, 15);
-  env.content = content == 0   ? nullptr
-                : content == 1 ? static_cast<const ContentSource*>(content_pattern.get())
-                               : &content_table;
+  // The engines' pattern source, or none (the session's own fallback); FETCH bodies copied
+  // or by reference.
+  env.content = fdp.ConsumeIntegralInRange<int>(0, 7) == 0 ? nullptr : content_pattern.get();
+  env.fetch_body = fdp.ConsumeBool() ? FetchBody::kReference : FetchBody::kCopy;
+  env.ref_min_chunk = fdp.ConsumeIntegralInRange<size_t>(1, 32 * 1024);
   env.pool = &pool;
   env.counters = fdp.ConsumeBool() ? &counters : nullptr;
   env.small_pool = fdp.ConsumeIntegralInRange<int>(0, 3) == 0 ? nullptr : &small;
