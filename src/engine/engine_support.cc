@@ -1,14 +1,39 @@
 #include "engine/engine_support.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <type_traits>
 
 #include "base/log.h"
 #include "engine/engine.h"
 
 namespace c10m::engine {
+
+DrainSignal::DrainSignal() {
+  fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+}
+
+DrainSignal::~DrainSignal() {
+  if (requested_.load())
+    while (!written_.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
+void DrainSignal::request(std::atomic<Nanos>* at) {
+  if (requested_.exchange(true)) return;
+  if (at != nullptr) at->store(mono_now(), std::memory_order_relaxed);
+  const uint64_t one = 1;
+  ssize_t rc = ::write(fd_.get(), &one, sizeof one);
+  (void)rc;
+  written_.store(true, std::memory_order_release);
+}
 
 std::string bind_listeners(const core::ServerConfig& config, size_t count, bool nonblocking,
                            std::vector<sys::Fd>* out, uint16_t* port) {

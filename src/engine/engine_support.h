@@ -1,5 +1,5 @@
 #pragma once
-// Pieces both engines share: binding the listeners, the content source, throttled
+// Pieces the engines share: the drain signal, binding the listeners, the content source, throttled
 // accept-error logging, heap counter blocks, and merging a private counter block into a
 // shared one. Engine-internal (apps include engine.h only).
 #include <atomic>
@@ -15,6 +15,28 @@
 #include "sys/socket.h"
 
 namespace c10m::engine {
+
+/// An engine's drain request: an eventfd its loops poll, made readable once by request().
+/// request() may be called from any thread or a signal handler (async-signal-safe: an
+/// atomic exchange, clock_gettime and write(2)); `at`, when given, gets the request's time
+/// before the eventfd is written. The destructor waits until a request in progress has
+/// written the eventfd, so the fd is never closed under it.
+class DrainSignal {
+ public:
+  DrainSignal();  // throws std::runtime_error when eventfd fails
+  ~DrainSignal();
+  DrainSignal(const DrainSignal&) = delete;
+  DrainSignal& operator=(const DrainSignal&) = delete;
+
+  void request(std::atomic<Nanos>* at = nullptr);
+  bool requested() const { return requested_.load(); }
+  int fd() const { return fd_.get(); }
+
+ private:
+  sys::Fd fd_;
+  std::atomic<bool> requested_{false};
+  std::atomic<bool> written_{false};  // request() is done with fd_
+};
 
 /// Parses config.addr and binds `count` listeners (count > 1 needs reuseport). On success
 /// fills `out` and `port` and returns ""; else a message such as

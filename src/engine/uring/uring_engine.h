@@ -50,12 +50,10 @@ class UringEngine final : public Engine {
   CounterSlots* counters_;
   std::unique_ptr<core::MemoryBudget> budget_;
   UringShared shared_;
-  sys::Fd drain_fd_;
   std::vector<sys::Fd> listeners_;
   uint16_t port_ = 0;
   UringStats stats_;
-  std::atomic<bool> drain_requested_{false};
-  std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_
+  DrainSignal drain_;  // last: destroyed first (it waits for a request in progress)
 };
 
 }  // namespace c10m::engine
