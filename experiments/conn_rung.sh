@@ -14,7 +14,7 @@
 # Host check first: free memory, fd limit, ports, sysctls. Sysctls it must change are
 # printed and restored on exit. Writes results/<RUNG>.json and results/<RUNG>.png.
 #   RUNG=c100k CONNS=100000 ENGINES="epoll thread" RATES="0 10000 50000" bash experiments/conn_rung.sh
-# Run it under /work/tools/quiet on a shared box.
+# Run it under /work/tools/quiet on a shared box. BIN=DIR runs the binaries in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNG=${RUNG:-c100k}
@@ -29,7 +29,7 @@ SRCIPS=${SRCIPS:-127.0.0.2-127.0.0.60}
 NSRC=${NSRC:-59}                              # addresses in SRCIPS
 PORT=${PORT:-19300}
 MPORT=${MPORT:-19301}
-bin=build/release/apps
+bin=${BIN:-build/release/apps}               # a copy keeps a long run safe from rebuilds
 [ -x $bin/c10m-server ] && [ -x $bin/c10m-loadclient ] || {
   cmake --preset release >/dev/null && cmake --build --preset release -j2 \
     --target c10m-server c10m-loadclient >/dev/null; }
