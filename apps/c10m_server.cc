@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
                  "drop a connection whose output waited this long (0 = never)");
   app.add_option("--max-conns", cfg.max_conns,
                  "connections beyond this get ERROR OVERLOADED (0 = no limit)");
+  app.add_option("--accept-rate", cfg.accept_rate,
+                 "accept at most this many new connections per second, all workers and loops "
+                 "together; the rest wait in the listen backlog, so a connect storm cannot take "
+                 "the CPU that open connections need (0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--drain-timeout", drain,
                  "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
   std::string memory_limit = "auto", overload_levels = "50,70,85", memory_release = "1s";

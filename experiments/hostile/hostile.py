@@ -22,7 +22,8 @@ clients), 1 up to 15,000. --memory-limit is per process. The server's VmRSS (sup
 workers), its budget gauges (summed over workers), its overload counters and the kernel's
 TCP memory are sampled every 0.25 s. Writes OUT/ATTACK.json (host record, git commit,
 commands, samples, fleet and client reports) and OUT/ATTACK.png (memory over time; the good
-clients' p99 per second). Raises net.core.somaxconn and net.ipv4.tcp_max_syn_backlog to
+clients' p99 per second). The server's CPU and run-queue wait (schedstat, all its threads)
+are sampled too, and summed over the baseline and the attack. Raises net.core.somaxconn and net.ipv4.tcp_max_syn_backlog to
 65535 if lower (printed, restored at exit). Ports 23000-23001. Run under
 /work/tools/quiet; needs build/release (make build).
 """
@@ -46,6 +47,10 @@ PORT, METRICS = 23000, 23001
 SRCIPS = "127.0.0.2-127.0.0.30"
 GOOD = ["--conns", "100", "--rate", os.environ.get("HOSTILE_GOOD_RATE", "100"), "--op", "echo",
         "--payload", "64", "--srcips", "127.0.0.40-127.0.0.41", "--quiet"]
+
+# The measuring clients run SCHED_FIFO on their core (HOSTILE_GOOD_PRIO="" to turn it off):
+# the fleet shares that core, and a client starved by it would measure itself.
+GOOD_PRIO = os.environ.get("HOSTILE_GOOD_PRIO", "chrt -f 10").split()
 
 SIZES = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
@@ -128,15 +133,35 @@ def tcp_mem_bytes():
     return 0
 
 
-def rss_bytes(pid):
-    """VmRSS of `pid` and its children (the supervisor and its workers)."""
-    total = 0
+def tree(pid):
+    """`pid` and its children (the supervisor and its workers)."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = [int(k) for k in f.read().split()]
+            return [pid] + [int(k) for k in f.read().split()]
     except OSError:
-        kids = []
-    for p in [pid] + kids:
+        return [pid]
+
+
+def cpu_and_wait_s(pid):
+    """CPU seconds used and seconds spent waiting in the run queue (schedstat), summed over
+    every thread of the server's processes."""
+    cpu = wait = 0
+    for p in tree(pid):
+        for task in os.listdir(f"/proc/{p}/task") if os.path.isdir(f"/proc/{p}/task") else []:
+            try:
+                with open(f"/proc/{p}/task/{task}/schedstat") as f:
+                    run_ns, wait_ns, _ = f.read().split()
+                cpu += int(run_ns)
+                wait += int(wait_ns)
+            except (OSError, ValueError):
+                pass
+    return cpu / 1e9, wait / 1e9
+
+
+def rss_bytes(pid):
+    """VmRSS of the server (supervisor and workers)."""
+    total = 0
+    for p in tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
@@ -178,6 +203,7 @@ def sampler(pid, t0, samples, stop):
         samples.append({
             "t": time.monotonic() - t0,
             "rss": rss_bytes(pid),
+            "cpu_wait_s": cpu_and_wait_s(pid),
             "budget_used": m.get("c10m_memory_budget_bytes"),
             "budget_limit": m.get("c10m_memory_budget_limit_bytes"),
             "conns_open": m.get("c10m_conns_open"),
@@ -188,7 +214,7 @@ def sampler(pid, t0, samples, stop):
 
 
 def good_clients_cmd(seconds, json_path, warmup="1s"):
-    return ["taskset", "-c", "1", LOADCLIENT, "--addr", f"127.0.0.1:{PORT}",
+    return GOOD_PRIO + ["taskset", "-c", "1", LOADCLIENT, "--addr", f"127.0.0.1:{PORT}",
             "--duration", f"{seconds}s", "--json", json_path, "--warmup", warmup] + GOOD
 
 
@@ -292,6 +318,15 @@ def main():
     limit = parse_size(a.memory_limit)
     attack_samples = [s for s in samples if t_attack <= s["t"] <= t_attack_end]
     peak_rss = max(s["rss"] for s in samples)
+
+    def cpu_share(lo, hi):
+        """Server cores used and run-queue wait per second between two sample times."""
+        w = [s for s in samples if lo <= s["t"] <= hi]
+        if len(w) < 2 or w[-1]["t"] <= w[0]["t"]:
+            return None
+        dt = w[-1]["t"] - w[0]["t"]
+        return {"cores": (w[-1]["cpu_wait_s"][0] - w[0]["cpu_wait_s"][0]) / dt,
+                "runqueue_wait_per_s": (w[-1]["cpu_wait_s"][1] - w[0]["cpu_wait_s"][1]) / dt}
     peak_budget = max((s["budget_used"] or 0) for s in samples)
     last = samples[-1]["actions"]
     host = json.loads(subprocess.run(["bash", os.path.join(ROOT, "scripts/host_record.sh")],
@@ -309,6 +344,8 @@ def main():
         "peak_server_conns": max((s["conns_open"] or 0) for s in samples),
         "overload_actions": last,
         "good_baseline": b, "good_attack": d,
+        "server_cpu_baseline": cpu_share(t_attack - a.baseline, t_attack),
+        "server_cpu_attack": cpu_share(t_attack, t_attack_end),
         "p99_ratio": d["p99_us"] / b["p99_us"] if b["p99_us"] else None,
         "fleet": [{k: v for k, v in r.items() if k != "series"} for r in fleet_reports],
         "bound_held": peak_budget <= workers * (limit + (1 << 20) + 4 * (128 << 10)),
@@ -328,7 +365,8 @@ def main():
           f"RSS after {samples[-1]['rss'] / 2**20:.1f} MiB, actions {last}, "
           f"fleet closed {fleet_closed}, good p99 {b['p99_us']:.0f} -> {d['p99_us']:.0f} us "
           f"(x{result['p99_ratio']:.2f}), good errors {b['errors']}+{d['errors']}, "
-          f"behind {b['client_behind']}/{d['client_behind']} -> {path}")
+          f"behind {b['client_behind']}/{d['client_behind']}, server cores "
+          f"{result['server_cpu_attack']} -> {path}")
 
 
 def plot(r, path):

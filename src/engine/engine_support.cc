@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -85,6 +86,26 @@ metrics::AcceptError accept_error_kind(int err) {
     default:
       return metrics::AcceptError::kOther;
   }
+}
+
+AcceptPacer::AcceptPacer(double per_second, Nanos now)
+    : rate_(per_second > 0 ? per_second / static_cast<double>(kSecond) : 0),
+      burst_(std::max(1.0, per_second / 10)),
+      tokens_(burst_),
+      last_(now) {}
+
+bool AcceptPacer::take(Nanos now) {
+  if (rate_ == 0) return true;
+  tokens_ = std::min(burst_, tokens_ + static_cast<double>(now - last_) * rate_);
+  last_ = now;
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+Nanos AcceptPacer::ready_at() const {
+  if (rate_ == 0 || tokens_ >= 1) return last_;
+  return last_ + static_cast<Nanos>((1 - tokens_) / rate_) + 1;
 }
 
 void AcceptErrorLog::record(int err, Nanos now) {

@@ -52,6 +52,26 @@ std::unique_ptr<core::ContentSource> make_content(const core::ServerConfig& conf
 bool is_resource_error(int err);
 metrics::AcceptError accept_error_kind(int err);
 
+/// --accept-rate as a token bucket: take() succeeds at most `per_second` times a second on
+/// average, in bursts of at most a tenth of a second's worth (at least 1). A loop that
+/// finds no token stops accepting until ready_at(): connections wait in the kernel's
+/// backlog (and past it the kernel drops SYNs) instead of costing the loop CPU that its
+/// established connections need. One owner thread; no allocation.
+class AcceptPacer {
+ public:
+  AcceptPacer(double per_second, Nanos now);  // per_second <= 0: no limit
+  bool limited() const { return rate_ > 0; }
+  bool take(Nanos now);
+  void give_back() { tokens_ += rate_ > 0 ? 1 : 0; }  // a take() whose accept found nobody
+  Nanos ready_at() const;  // when the next token is due (after a failed take)
+
+ private:
+  double rate_;    // tokens per nanosecond
+  double burst_;   // most tokens held
+  double tokens_;  // as of last_
+  Nanos last_;
+};
+
 /// Resource-error accept back-off and its log line, shared by all threads of an engine.
 /// Logs at most once per kInterval (with the count since the last line). Any thread.
 class AcceptErrorLog {

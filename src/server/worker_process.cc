@@ -61,6 +61,7 @@ core::ServerConfig worker_config(const core::ServerConfig& config, int index, in
     c.max_conns = config.max_conns / n + (i < config.max_conns % n ? 1 : 0);
     if (c.max_conns == 0) c.max_conns = 1;  // more workers than --max-conns: one each
   }
+  if (count > 0) c.accept_rate = config.accept_rate / count;
   return c;
 }
 

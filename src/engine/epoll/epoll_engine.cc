@@ -61,6 +61,7 @@ DrainReport EpollEngine::run() {
   }
   counters_->slot(0)->memory_budget_limit.set(config_.memory_limit);
   const bool per_loop = inherited_fd_ < 0 && config_.reuseport;
+  shared_.accept_rate_per_loop = config_.accept_rate / threads_;
   std::vector<std::unique_ptr<EpollLoop>> loops;
   for (int i = 0; i < threads_; ++i) {
     const int lfd = inherited_fd_ >= 0 ? inherited_fd_

@@ -174,6 +174,7 @@ void ThreadEngine::acceptor_main() {
   env.counters = counters.get();
   env.read_chunk = config_.readbuf;
   bool budget_stopped = false;
+  AcceptPacer pacer(config_.accept_rate, mono_now());
   for (;;) {
     if (budget_->pressure() >= core::Pressure::kStopAccept && !drain_.requested()) {
       // The memory budget is nearly full: leave new connections in the backlog.
@@ -190,6 +191,15 @@ void ThreadEngine::acceptor_main() {
     if (worker_.capacity != 0 && open_.load(std::memory_order_relaxed) >= worker_.capacity &&
         !wait_for_room())
       break;
+    if (!pacer.take(mono_now())) {
+      // --accept-rate: leave new connections in the backlog until the next token.
+      counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kAcceptRate)].add();
+      merge_counters(counters.get(), shared_counters_);
+      const Nanos wait = pacer.ready_at() - mono_now();
+      pollfd p{drain_.fd(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::max<Nanos>(1, (wait + kMillisecond - 1) / kMillisecond)));
+      continue;
+    }
     pollfd p[2] = {{listen_fd_, POLLIN, 0}, {drain_.fd(), POLLIN, 0}};
     if (::poll(p, 2, -1) < 0 && errno != EINTR) {
       log_warn("poll(listener): {}", std::strerror(errno));
@@ -208,8 +218,10 @@ void ThreadEngine::acceptor_main() {
       const int err = -fd;
       // EAGAIN: a sibling worker took it first.
       if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == EAGAIN ||
-          err == EWOULDBLOCK)
+          err == EWOULDBLOCK) {
+        pacer.give_back();
         continue;
+      }
       if (err == EINVAL) break;  // listener shut down
       counters->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
       merge_counters(counters.get(), shared_counters_);
