@@ -58,6 +58,9 @@ class WorkersTest : public ::testing::TestWithParam<std::string> {
     ASSERT_NE(at, std::string::npos) << err;
     metrics_port_ = static_cast<uint16_t>(std::stoi(err.substr(at + 21)));
   }
+  void SetUp() override {
+    if (const std::string why = engine_skip_reason(GetParam()); !why.empty()) GTEST_SKIP() << why;
+  }
   void TearDown() override { expect_clean_exit(server_); }
 
   /// The value of an unlabelled or labelled sample (`name` includes the labels), -1 if none.
@@ -414,7 +417,7 @@ TEST_P(WorkersTest, ProfilesOfEachWorkerThroughTheOneAdminPort) {
   EXPECT_NE(index.body.find("heap?worker=1"), std::string::npos) << index.body;
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, WorkersTest, ::testing::Values("epoll", "thread"),
+INSTANTIATE_TEST_SUITE_P(Engines, WorkersTest, ::testing::Values("epoll", "thread", "uring"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
