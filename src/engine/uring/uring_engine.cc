@@ -46,6 +46,7 @@ UringEngine::UringEngine(const core::ServerConfig& config, CounterSlots* counter
   shared_.drain_fd = drain_.fd();
   budget_ = std::make_unique<core::MemoryBudget>(config_.memory_limit, config_.overload_levels);
   shared_.budget = budget_.get();
+  shared_.accept_rate_per_loop = config_.accept_rate / threads_;
 }
 
 // drain_ (the last member) waits for a request_drain() still in progress.

@@ -29,7 +29,8 @@ UringLoop::UringLoop(UringShared* shared, UringIo* io, UringBufferRing* buffers,
       fixed_files_(fixed_files),
       free_slots_(fixed_files),
       accept_headroom_(accept_headroom),
-      zerocopy_min_(zerocopy_min) {
+      zerocopy_min_(zerocopy_min),
+      pacer_(shared->accept_rate_per_loop, mono_now()) {
   env_.limits = config_.limits;
   env_.content = shared->content;
   env_.pool = &pool_;
@@ -309,6 +310,7 @@ void UringLoop::on_accept(const UringCqe& e, bool multishot, Nanos now) {
     return;
   }
   const int err = -e.res;
+  if (!multishot) pacer_.give_back();  // its token bought no connection
   switch (err) {
     case ECANCELED:  // we switched to single-shot accepts
     case EAGAIN:
@@ -475,6 +477,22 @@ void UringLoop::arm_accept(Nanos now) {
   if (accept_multi_ == Accept::kCancelling || single_cancels_ != 0) return;
   // Room: free direct descriptors, and (worker) connections left before the pause.
   const uint64_t room = std::min<uint64_t>(free_slots_, process_room());
+  if (pacer_.limited()) {
+    // --accept-rate: single-shot accepts only, each holding one token; out of tokens, the
+    // loop wakes for the next (accept_resume_at_) and the backlog waits.
+    while (accept_single_ < kMaxSingleAccepts && accept_single_ < room) {
+      if (!pacer_.take(now)) {
+        accept_resume_at_ = pacer_.ready_at();
+        counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kAcceptRate)]
+            .add();
+        break;
+      }
+      io_->accept(listen_fd_, false, kUdAcceptOne);
+      ++accept_single_;
+      ++stats_.accept_single_arms;
+    }
+    return;
+  }
   if (room >= accept_headroom_) {
     table_full_ = false;
     if (accept_multi_ == Accept::kOff && accept_single_ == 0) {

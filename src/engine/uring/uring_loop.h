@@ -21,6 +21,9 @@
 // refreshed once per turn; at kStopAccept the loop cancels its accepts (re-checked every
 // kBudgetRecheck), past the limit it sheds the connections holding the most. A shed
 // connection's blocks return to the budget when its last request completes.
+// --accept-rate: only single-shot accepts, each issued with one AcceptPacer token (a
+// multishot accept would take a whole backlog at once); a cancelled or failed one gives it
+// back.
 //
 // Worker mode (engine.h WorkerListener, shared listener): every loop accepts from the
 // supervisor's listener and never shuts it down. Accepting is sized by the room left,
@@ -73,6 +76,7 @@ struct UringShared {
   uint64_t pause_at = 0;
   uint64_t resume_below = 0;
   AcceptGate* gate = nullptr;
+  double accept_rate_per_loop = 0;  // --accept-rate / loops; 0: no limit
   std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
   std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
 };
@@ -217,7 +221,8 @@ class UringLoop : NonCopyable {
   bool kick_armed_ = false;      // the multishot poll on the kick eventfd is in flight
   bool kick_failed_ = false;     // that poll failed (logged): not re-armed
   bool kicked_ = false;          // a kick came: re-issue the accepts in flight
-  Nanos accept_resume_at_ = 0;   // back-off after ENOMEM & co
+  Nanos accept_resume_at_ = 0;   // back-off after ENOMEM & co, and --accept-rate
+  AcceptPacer pacer_;            // --accept-rate: single-shot accepts, one token each
   bool accept_stopped_ = false;  // the listener is gone (drain, or a fatal error)
   bool table_full_ = false;      // paused: no free slot (logged once per pause)
   bool budget_full_ = false;     // paused by the memory budget (counted once per pause)
