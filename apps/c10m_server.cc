@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
                  "drop a connection whose output waited this long (0 = never)");
   app.add_option("--max-conns", cfg.max_conns,
                  "connections beyond this get ERROR OVERLOADED (0 = no limit)");
+  app.add_option("--accept-rate", cfg.accept_rate,
+                 "accept at most this many new connections per second, all workers and loops "
+                 "together; the rest wait in the listen backlog, so a connect storm cannot take "
+                 "the CPU that open connections need (0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--drain-timeout", drain,
                  "on SIGTERM/SIGINT: how long to wait for peers to close (0 = forever)");
   std::string memory_limit = "auto", overload_levels = "50,70,85", memory_release = "1s";
@@ -135,7 +140,8 @@ int main(int argc, char** argv) {
                  "return free memory to the OS at most this often after a burst (0 = never)");
   int workers = 1;
   app.add_option("--workers", workers,
-                 "worker processes under a supervisor, one shared port (1 = this process "
+                 "worker processes under a supervisor, one shared port, each pausing at its "
+                 "capacity (its fd limit; uring: --threads x the fd limit) (1 = this process "
                  "serves, no supervisor; 0 = as many as --max-conns needs, else one per core)")
       ->check(CLI::Range(0, 4096));
   std::string worker_handoff;  // set by the supervisor on the workers it starts
@@ -173,10 +179,6 @@ int main(int argc, char** argv) {
     c10m::core::parse_fetch_send(fetch_send, &cfg.fetch_send);
     cfg.ingest_trunc = ingest == "trunc";
     cfg.fetch_ref_min = size_flag("--fetch-ref-min", fetch_ref_min, 0, 65536);
-    if (kind == c10m::engine::EngineKind::kUring && workers != 1)
-      throw BadFlag{
-          "--workers: --engine uring runs in one process (its connections are direct "
-          "descriptors: one process holds --threads x the fd limit); use --workers 1"};
     if (kind == c10m::engine::EngineKind::kUring &&
         (cfg.fetch_send == c10m::core::FetchSend::kSendfile ||
          cfg.fetch_send == c10m::core::FetchSend::kZerocopy || cfg.ingest_trunc))

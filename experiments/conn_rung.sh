@@ -14,7 +14,7 @@
 # Host check first: free memory, fd limit, ports, sysctls. Sysctls it must change are
 # printed and restored on exit. Writes results/<RUNG>.json and results/<RUNG>.png.
 #   RUNG=c100k CONNS=100000 ENGINES="epoll thread" RATES="0 10000 50000" bash experiments/conn_rung.sh
-# Run it under /work/tools/quiet on a shared box.
+# Run it under /work/tools/quiet on a shared box. BIN=DIR runs the binaries in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNG=${RUNG:-c100k}
@@ -29,7 +29,7 @@ SRCIPS=${SRCIPS:-127.0.0.2-127.0.0.60}
 NSRC=${NSRC:-59}                              # addresses in SRCIPS
 PORT=${PORT:-19300}
 MPORT=${MPORT:-19301}
-bin=build/release/apps
+bin=${BIN:-build/release/apps}               # a copy keeps a long run safe from rebuilds
 [ -x $bin/c10m-server ] && [ -x $bin/c10m-loadclient ] || {
   cmake --preset release >/dev/null && cmake --build --preset release -j2 \
     --target c10m-server c10m-loadclient >/dev/null; }
@@ -202,7 +202,7 @@ for engine in $ENGINES; do
     kill "$sampler"; wait "$sampler" 2>/dev/null || true; sampler=
     drain=$(grep '^drain' "$tmp/server-$label.log" | tail -n1 || true)
     cap=$(grep -o '[0-9]* workers x [^)]*connections' "$tmp/server-$label.log" | head -n1 || true)
-    runs+=("$(/usr/bin/python3 - "$tmp" "$label" "$engine" "$rate" "$CONNS" "$t_launch" "$t_term" \
+    /usr/bin/python3 - "$tmp" "$label" "$engine" "$rate" "$CONNS" "$t_launch" "$t_term" \
       "$t_end" "$connect_s" "$DURATION" "$rc" "$swait" "$drain" "$cap" "$workers" "$procs" <<'PY'
 import json, sys
 tmp, label, engine, rate, conns, t_launch, t_term, t_end, connect_s, dur, rc, swait, drain, cap, workers, procs = sys.argv[1:]
@@ -279,23 +279,24 @@ except OSError:
     r["perf_comm_dso"] = None
 r["series"] = [{k: v for k, v in s.items() if k != "worker_conns"} for s in series]
 r["t_launch"], r["t_term"] = t_launch, t_term
-print(json.dumps(r))
+json.dump(r, open(f"{tmp}/run-{label}.json", "w"))
 PY
-)")
-    echo "${runs[-1]}" | /usr/bin/python3 -c '
+    runs+=("$tmp/run-$label.json")
+    /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin); s = r.get("client_summary") or {}; lat = s.get("latency_us") or {}
 t = r.get("totals") or {}
 print("%s: %s conns in %.1f s; p99 %s us; errors %s; unanswered %s; %s" % (r["label"],
       r["server_conns_peak"], r["connect_seconds"], lat.get("p99"), s.get("errors"),
-      t.get("unanswered"), r["drain"]))' >&2
+      t.get("unanswered"), r["drain"]))' <"${runs[-1]}" >&2
     cat "$tmp/client-$label.err" | grep -v '^\[' | tail -n 5 >&2 || true
   done
 done
 
 /usr/bin/python3 - "$RUNG" "${runs[@]}" <<'PY'
 import json, subprocess, sys
-rung, rows = sys.argv[1], [json.loads(r) for r in sys.argv[2:]]
+# Each run's record is a file (a long run's per-second series is too large for argv).
+rung, rows = sys.argv[1], [json.load(open(p)) for p in sys.argv[2:]]
 host = json.loads(subprocess.run(["bash", "scripts/host_record.sh"], capture_output=True, text=True).stdout)
 json.dump({"experiment": rung, "host": host, "runs": rows}, open(f"results/{rung}.json", "w"), indent=2)
 def f(v, fmt="{:.0f}"):

@@ -34,17 +34,19 @@ fi
 
 if [ "${C10M_SKIP_TSAN:-0}" != 1 ]; then
   # TSan where threads meet: the server (event loops or connection threads, the signal
-  # thread, the admin port; the supervisor and its workers), the load client's loops, and
-  # the metrics reader. The CPU profile test is left out: gperftools' SIGPROF sampler
-  # writes its buffer from whichever thread the signal lands on, which TSan reports as a
-  # race it cannot model.
+  # thread, the admin port; the supervisor and its workers), the io_uring engine in process
+  # (its loops, the drain request and a worker's gate from other threads), the load
+  # client's loops, and the metrics reader. The CPU profile test is left out: gperftools'
+  # SIGPROF sampler writes its buffer from whichever thread the signal lands on, which TSan
+  # reports as a race it cannot model.
   step "TSan build (server, load client, their end-to-end tests)"
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan -j "$jobs" --target c10m-server c10m-loadclient server_test \
-    metrics_e2e_test loadclient_run_test metrics_shm_region_test workers_test
+    metrics_e2e_test loadclient_run_test metrics_shm_region_test workers_test uring_engine_test
   step "TSan tests"
   ctest --preset tsan -j "$jobs" \
-    -R 'ServerTest|MetricsE2E|LoadClientRun|MetricsShmRegion|WorkersTest' -E 'GooglePprof'
+    -R 'ServerTest|MetricsE2E|LoadClientRun|MetricsShmRegion|WorkersTest|UringEngine' \
+    -E 'GooglePprof'
 fi
 
 step "libFuzzer (clang): session ${fuzz_seconds}s, frame reader and epoll engine $((fuzz_seconds / 3))s each, io_uring completions $((fuzz_seconds / 2))s"

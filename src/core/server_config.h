@@ -69,6 +69,9 @@ struct ServerConfig {
   size_t fetch_ref_min = 16 * 1024;  // FETCH chunks below this are copied whatever fetch_send
   SessionLimits limits;
   uint64_t max_conns = 0;  // 0 = no limit
+  // --accept-rate: new connections this process accepts per second at most (0 = no limit);
+  // the rest wait in the listen backlog. The engines split it among their loops.
+  double accept_rate = 0;
   Nanos drain_timeout = 30 * kSecond;
   // Memory budget (core/memory_budget.h): bytes of pooled blocks all connections of this
   // process may hold; 0 = no limit. apps/ resolves --memory-limit auto to a number.

@@ -1,14 +1,40 @@
 #include "engine/engine_support.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
 #include <type_traits>
 
 #include "base/log.h"
 #include "engine/engine.h"
 
 namespace c10m::engine {
+
+DrainSignal::DrainSignal() {
+  fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+}
+
+DrainSignal::~DrainSignal() {
+  if (requested_.load())
+    while (!written_.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
+void DrainSignal::request(std::atomic<Nanos>* at) {
+  if (requested_.exchange(true)) return;
+  if (at != nullptr) at->store(mono_now(), std::memory_order_relaxed);
+  const uint64_t one = 1;
+  ssize_t rc = ::write(fd_.get(), &one, sizeof one);
+  (void)rc;
+  written_.store(true, std::memory_order_release);
+}
 
 std::string bind_listeners(const core::ServerConfig& config, size_t count, bool nonblocking,
                            std::vector<sys::Fd>* out, uint16_t* port) {
@@ -60,6 +86,26 @@ metrics::AcceptError accept_error_kind(int err) {
     default:
       return metrics::AcceptError::kOther;
   }
+}
+
+AcceptPacer::AcceptPacer(double per_second, Nanos now)
+    : rate_(per_second > 0 ? per_second / static_cast<double>(kSecond) : 0),
+      burst_(std::max(1.0, per_second / 10)),
+      tokens_(burst_),
+      last_(now) {}
+
+bool AcceptPacer::take(Nanos now) {
+  if (rate_ == 0) return true;
+  tokens_ = std::min(burst_, tokens_ + static_cast<double>(now - last_) * rate_);
+  last_ = now;
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+Nanos AcceptPacer::ready_at() const {
+  if (rate_ == 0 || tokens_ >= 1) return last_;
+  return last_ + static_cast<Nanos>((1 - tokens_) / rate_) + 1;
 }
 
 void AcceptErrorLog::record(int err, Nanos now) {

@@ -42,6 +42,7 @@ enum class OverloadAction : uint8_t {
   kStopAccept,   // an event loop stopped accepting
   kCloseError,   // a connection closed with ERROR OVERLOADED (nothing else was queued)
   kCloseReset,   // a connection closed with RST (its queued output was dropped)
+  kAcceptRate,   // a loop stopped accepting until its --accept-rate allows the next one
   kCount
 };
 

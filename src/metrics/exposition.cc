@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kAcceptErrors[kAcceptErrorCount] = {"EMFILE", "ENFILE", "ENOMEM", "other"};
 constexpr const char* kTimeoutKinds[kTimeoutKindCount] = {"idle", "frame", "write"};
 constexpr const char* kOverloadActions[kOverloadActionCount] = {
-    "pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset"};
+    "pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset", "accept_rate"};
 
 class Writer {
  public:

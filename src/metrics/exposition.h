@@ -47,6 +47,6 @@ const char* frame_type_label(size_t type_value);      // 1..6 -> "PING".."FETCH"
 const char* error_code_label(size_t code_value);      // 1..6 -> "FRAME_TOO_LARGE".."OVERLOADED"
 const char* accept_error_label(AcceptError e);        // "EMFILE" | "ENFILE" | "ENOMEM" | "other"
 const char* timeout_kind_label(TimeoutKind k);        // "idle" | "frame" | "write"
-const char* overload_action_label(OverloadAction a);  // "pause_read" ... "close_reset"
+const char* overload_action_label(OverloadAction a);  // "pause_read" ... "accept_rate"
 
 }  // namespace c10m::metrics

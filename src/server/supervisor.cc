@@ -373,16 +373,27 @@ void Supervisor::log_capacity() {
     hi = std::max(hi, c);
     fd_limit = board_->slot(i).fd_limit.load();
   }
-  const bool epoll = o_.kind == engine::EngineKind::kEpoll;
+  const int loops = engine::resolved_threads(cfg_);
+  std::string engine_line;
+  switch (o_.kind) {
+    case engine::EngineKind::kEpoll:
+      engine_line = fmt::format("{} event loop(s)", loops);
+      break;
+    case engine::EngineKind::kUring:
+      engine_line = fmt::format("{} io_uring loop(s), connections as direct descriptors", loops);
+      break;
+    case engine::EngineKind::kThread:
+      engine_line =
+          fmt::format("one thread per connection ({} KiB stack)", cfg_.thread_stack >> 10);
+      break;
+  }
   const std::string per =
       lo == hi
           ? fmt::format("{} workers x ~{} = ~{} connections", n_, thousands(lo), thousands(total))
           : fmt::format("{} workers, ~{} to ~{} each = ~{} connections", n_, thousands(lo),
                         thousands(hi), thousands(total));
   log_info("engine {}, address {}, {} per worker, {}, fd limit {} per worker: {}",
-           engine::engine_kind_name(o_.kind), where_,
-           epoll ? fmt::format("{} event loop(s)", engine::resolved_threads(cfg_))
-                 : fmt::format("one thread per connection ({} KiB stack)", cfg_.thread_stack >> 10),
+           engine::engine_kind_name(o_.kind), where_, engine_line,
            shared_ ? "one shared listener" : "SO_REUSEPORT listener per worker", fd_limit, per);
   if (o_.config.max_conns != 0 && total < o_.config.max_conns)
     log_warn("--max-conns {} is more than the workers can hold (~{}): add --workers",
@@ -491,7 +502,10 @@ int Supervisor::run() {
 int resolved_workers(const ServerOptions& o) {
   const uint64_t fd_limit = sys::raise_fd_limit();
   // A worker's own fds at start are a dozen or so; the reserve covers the rest.
-  const uint64_t per = fd_limit > kWorkerFdReserve + 16 ? fd_limit - kWorkerFdReserve - 16 : 1;
+  uint64_t per = fd_limit > kWorkerFdReserve + 16 ? fd_limit - kWorkerFdReserve - 16 : 1;
+  // uring workers hold direct descriptors, --threads x the fd limit each (worker_process.cc).
+  if (o.kind == engine::EngineKind::kUring)
+    per = engine::connection_capacity(o.kind, worker_config(o.config, 0, 1), fd_limit, 0);
   uint64_t n = 0;
   if (o.config.max_conns != 0) {
     n = (o.config.max_conns + per - 1) / per;

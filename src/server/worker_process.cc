@@ -61,6 +61,7 @@ core::ServerConfig worker_config(const core::ServerConfig& config, int index, in
     c.max_conns = config.max_conns / n + (i < config.max_conns % n ? 1 : 0);
     if (c.max_conns == 0) c.max_conns = 1;  // more workers than --max-conns: one each
   }
+  if (count > 0) c.accept_rate = config.accept_rate / count;
   return c;
 }
 
@@ -98,11 +99,18 @@ int run_worker(const ServerOptions& o) {
     return 2;
   }
   const uint64_t fd_limit = sys::raise_fd_limit();
-  const uint64_t loops = o.kind == engine::EngineKind::kEpoll
-                             ? static_cast<uint64_t>(engine::resolved_threads(cfg))
-                             : 0;
-  const uint64_t used = sys::count_open_fds() + loops + kWorkerFdReserve;
-  uint64_t capacity = fd_limit > used ? fd_limit - used : 1;
+  uint64_t capacity = 0;
+  if (o.kind == engine::EngineKind::kUring) {
+    // Connections are direct descriptors, not fds: each loop's table (sized by the fd
+    // limit) bounds them, and the engine never accepts into a full one.
+    capacity = engine::connection_capacity(o.kind, cfg, fd_limit, 0);
+  } else {
+    const uint64_t loops = o.kind == engine::EngineKind::kEpoll
+                               ? static_cast<uint64_t>(engine::resolved_threads(cfg))
+                               : 0;
+    const uint64_t used = sys::count_open_fds() + loops + kWorkerFdReserve;
+    capacity = fd_limit > used ? fd_limit - used : 1;
+  }
   if (cfg.max_conns != 0 && cfg.max_conns < capacity) capacity = cfg.max_conns;
   BoardGate gate(&slot);
   engine::WorkerListener wl;

@@ -1,7 +1,8 @@
 #pragma once
 // A worker process (--workers): started by the supervisor (fork + exec of the same binary
 // with the hidden --worker flag), it maps the worker board and the counter region it
-// inherited, attaches its counter slots, computes its capacity from its own fd limit,
+// inherited, attaches its counter slots, computes its capacity from its own fd limit (uring:
+// --threads x the direct-descriptor table, which that limit sizes),
 // runs the engine on the inherited listener (or its own SO_REUSEPORT listener), and on
 // SIGTERM drains and leaves its drain report on the board. SIGINT is ignored: the
 // supervisor forwards one SIGTERM (a terminal's Ctrl-C reaches the whole process group).

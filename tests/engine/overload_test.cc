@@ -343,6 +343,44 @@ TEST_P(OverloadTest, PingsAreAnsweredWhileBulkFetchesRun) {
   EXPECT_GT(bulk_bytes.load(), during);
 }
 
+// --accept-rate: a burst of connects is accepted no faster than the rate (the rest wait in
+// the listen backlog; none is refused or lost), each pause is counted as an accept_rate
+// action, and an open connection is answered meanwhile.
+TEST_P(OverloadTest, AcceptRateLeavesAConnectBurstInTheBacklog) {
+  constexpr double kRate = 20;  // per second; the bucket holds at most max(1, kRate / 10)
+  start({"--threads", "1", "--accept-rate", "20"});
+  TestClient first;
+  ASSERT_EQ(first.connect(server_.port()), 0);
+  ASSERT_TRUE(first.write_all(ping()));
+  ASSERT_TRUE(first.read_frame().has_value());
+  const double accepted_before = scrape()["c10m_accept_total"];
+  const auto t0 = Clock::now();
+  std::vector<TestClient> burst(40);
+  for (auto& c : burst) {
+    ASSERT_EQ(c.connect(server_.port()), 0);  // completes in the backlog
+    ASSERT_TRUE(c.write_all(ping()));
+  }
+  std::this_thread::sleep_for(milliseconds(500));
+  // The open connection is served while the burst waits.
+  ASSERT_TRUE(first.write_all(ping()));
+  const auto pong = first.read_frame(milliseconds(5000));
+  ASSERT_TRUE(pong.has_value());
+  EXPECT_EQ(pong->type, 0x01);
+  Samples s = scrape();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_LE(s["c10m_accept_total"] - accepted_before, kRate / 10 + kRate * elapsed + 1)
+      << "accepted faster than --accept-rate in " << elapsed << " s";
+  EXPECT_GT(s[action_key("accept_rate")], 0);
+  for (size_t i = 0; i < burst.size(); ++i) {
+    const auto f = burst[i].read_frame(milliseconds(15000));
+    ASSERT_TRUE(f.has_value()) << "connection " << i << " never served";
+    EXPECT_EQ(f->type, 0x01);
+  }
+  s = scrape();
+  EXPECT_EQ(s["c10m_accept_total"] - accepted_before, burst.size());
+  EXPECT_EQ(s["c10m_overloaded_total"], 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, OverloadTest, ::testing::Values("epoll", "thread", "uring"),
                          [](const auto& info) { return info.param; });
 

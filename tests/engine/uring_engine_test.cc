@@ -3,7 +3,9 @@
 // (-ENOBUFS) and the re-arm of a multishot receive that ended, a full completion queue,
 // short sends, backpressure (receive cancelled, -ECANCELED, re-armed), a peer reset while
 // sending, a full direct-descriptor table, zero-copy sends, more connections than the fd
-// limit, and a clear refusal where io_uring is forbidden. Every test checks the bytes that
+// limit, a worker's pause at capacity on an inherited listener (and the kernel behaviour
+// that makes it re-issue its accepts on each kick), and a clear refusal where io_uring is
+// forbidden. Every test checks the bytes that
 // come back, and that the path under test was taken (UringStats). Skipped with the reason
 // where io_uring is unavailable.
 #include "engine/uring/uring_engine.h"
@@ -12,6 +14,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
@@ -162,10 +165,13 @@ TEST_F(UringEngineTest, IncrementalBuffersShareOneBufferAcrossReceives) {
 }
 
 TEST_F(UringEngineTest, FullCompletionQueueLosesNothing) {
-  // An 8-entry CQ (and SQ) against 32 pipelining clients: completions overflow into the
-  // kernel's list, multishot receives end and are re-armed, the SQ fills mid-turn.
+  // An 8-entry CQ and a 4-entry SQ against 32 pipelining clients: completions overflow
+  // into the kernel's list, multishot receives end and are re-armed, the SQ fills mid-turn
+  // (a turn that handles more than 4 completions has more than 4 requests to submit; with
+  // an SQ as large as the CQ that needed re-arms or an accept burst in the same turn, which
+  // a slow build, e.g. TSan, may not see).
   UringOptions o;
-  o.sq_entries = 8;
+  o.sq_entries = 4;
   o.cq_entries = 8;
   InProcessServer server({}, o);
   ASSERT_EQ(server.error(), "");
@@ -328,6 +334,156 @@ TEST_F(UringEngineTest, OneProcessHoldsMoreConnectionsThanItsFdLimit) {
   EXPECT_EQ(served, 120);
   cs.clear();
   expect_clean_exit(server);
+}
+
+/// Completions of `ud` that accepted a connection on `ring`, reaped until `want` of them
+/// came or `wait` passed.
+int accepted_by(engine::UringRing& ring, uint64_t ud, int want, milliseconds wait) {
+  int n = 0;
+  const auto end = Clock::now() + wait;
+  engine::UringCqe cqes[16];
+  while (n < want && Clock::now() < end) {
+    ring.submit_and_wait(10 * kMillisecond);
+    const int got = ring.reap(cqes, 16);
+    for (int i = 0; i < got; ++i)
+      if (cqes[i].user_data == ud && cqes[i].res >= 0) ++n;
+  }
+  return n;
+}
+
+// Why a uring worker re-issues its accepts on each kick (uring_loop.h): an io_uring accept
+// waits on the listener exclusively (one waiter woken per connection) and an armed
+// multishot accept keeps its place at the head of the wait queue. Ring A's accept, armed
+// first, gets the wake-ups of three connections; A cancels it before its deferred task work
+// ran (a worker pausing at capacity); the connections stay in the backlog and ring B's
+// armed accept sleeps through them. An accept B issues anew takes them at once.
+TEST_F(UringEngineTest, ArmedAcceptSleepsThroughABacklogASiblingLeft) {
+  const auto ep = sys::parse_ipv4_endpoint("127.0.0.1:0");
+  ASSERT_TRUE(ep.has_value());
+  sys::Fd listener(sys::listen_tcp(*ep, sys::ListenOptions{}));
+  ASSERT_TRUE(listener.valid());
+  const uint16_t port = ntohs(sys::local_endpoint(listener.get())->sin_port);
+  UringOptions o;
+  o.sq_entries = 16;
+  o.cq_entries = 64;
+  engine::UringBufferRing bufs_a(8, 64, false), bufs_b(8, 64, false);
+  engine::UringRing a, b;
+  ASSERT_EQ(a.init(o, 16, &bufs_a), "");
+  ASSERT_EQ(b.init(o, 16, &bufs_b), "");
+  ASSERT_EQ(a.enable(), "");
+  ASSERT_EQ(b.enable(), "");
+  constexpr uint64_t kAccept = 8, kCancel = 16, kAgain = 24;
+  a.accept(listener.get(), true, kAccept);
+  a.submit_and_wait(0);
+  b.accept(listener.get(), true, kAccept);
+  b.submit_and_wait(0);
+  constexpr int kConns = 3;
+  std::vector<TestClient> cs(kConns);
+  for (auto& c : cs) ASSERT_EQ(c.connect(port), 0);
+  a.cancel(kAccept, kCancel);  // submitted before A's task work runs: -ECANCELED
+  const int by_a = accepted_by(a, kAccept, kConns, milliseconds(100));
+  const int by_b_armed = accepted_by(b, kAccept, kConns - by_a, milliseconds(300));
+  b.cancel(kAccept, kCancel);
+  b.accept(listener.get(), true, kAgain);
+  const int by_b_anew = accepted_by(b, kAgain, kConns - by_a - by_b_armed, milliseconds(5000));
+  std::printf("  accepted: by A %d, by B's armed accept %d, by B's accept issued anew %d\n", by_a,
+              by_b_armed, by_b_anew);
+  EXPECT_EQ(by_a + by_b_armed + by_b_anew, kConns) << "a connection was lost";
+  EXPECT_EQ(by_a, 0) << "A's task work ran before its cancel";
+  EXPECT_EQ(by_b_armed, 0) << "B's armed accept was woken: the kick re-arm is not needed";
+  b.disable();
+  a.disable();
+}
+
+/// The worker board's view of a UringEngine in worker mode.
+class RecordingGate final : public engine::AcceptGate {
+ public:
+  void set_accepting(bool accepting) override {
+    accepting_.store(accepting);
+    changes_.fetch_add(1);
+  }
+  std::atomic<bool> accepting_{true};
+  std::atomic<int> changes_{0};
+};
+
+// A worker's engine on an inherited listener with capacity 3 (resume below 3): the fourth
+// and fifth connections wait in the backlog while the gate says "not accepting" and the
+// kick eventfd was written; each close lets one more in. The engine neither shuts down
+// nor closes the inherited listener.
+TEST_F(UringEngineTest, WorkerPausesAtCapacityAndResumesBelowIt) {
+  const auto ep = sys::parse_ipv4_endpoint("127.0.0.1:0");
+  ASSERT_TRUE(ep.has_value());
+  sys::Fd listener(sys::listen_tcp(*ep, sys::ListenOptions{}));
+  ASSERT_TRUE(listener.valid());
+  sys::Fd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  ASSERT_TRUE(kick.valid());
+  RecordingGate gate;
+  core::ServerConfig cfg;
+  cfg.threads = 1;
+  cfg.drain_timeout = 2 * kSecond;
+  UringEngine eng(cfg, nullptr, {});
+  engine::WorkerListener wl;
+  wl.listen_fd = listener.get();
+  wl.kick_fd = kick.get();
+  wl.capacity = 3;
+  wl.resume_below = 3;
+  wl.gate = &gate;
+  ASSERT_EQ(eng.adopt_worker_listener(wl), "");
+  ASSERT_EQ(eng.bind(), "");
+  const uint16_t port = ntohs(sys::local_endpoint(listener.get())->sin_port);
+  EXPECT_EQ(eng.port(), port);
+  std::thread run([&] { eng.run(); });
+
+  std::vector<TestClient> cs(5);
+  for (auto& c : cs) {
+    ASSERT_EQ(c.connect(port), 0);
+    ASSERT_TRUE(c.write_all(ping()));
+  }
+  std::vector<bool> served(cs.size(), false);
+  // Answers read, up to `want`, each client waited for up to `wait` (the backlog is FIFO:
+  // the ones served first are the earliest).
+  auto collect = [&](int want, milliseconds wait) {
+    int n = 0;
+    for (size_t i = 0; i < cs.size() && n < want; ++i) {
+      if (!served[i] && cs[i].fd() >= 0 && cs[i].read_frame(wait).has_value()) {
+        served[i] = true;
+        ++n;
+      }
+    }
+    return n;
+  };
+  auto close_one_served = [&] {
+    for (size_t i = 0; i < cs.size(); ++i) {
+      if (served[i] && cs[i].fd() >= 0) {
+        cs[i].close();
+        return;
+      }
+    }
+  };
+  EXPECT_EQ(collect(3, milliseconds(5000)), 3);
+  EXPECT_EQ(eng.open_connections(), 3u);
+  EXPECT_FALSE(gate.accepting_.load());
+  uint64_t kicks = 0;
+  EXPECT_EQ(::read(kick.get(), &kicks, sizeof kicks), static_cast<ssize_t>(sizeof kicks));
+  EXPECT_GT(kicks, 0u);
+  EXPECT_EQ(collect(2, milliseconds(200)), 0) << "accepted past its capacity";
+  // Below the capacity again: one more from the backlog, then paused again.
+  close_one_served();
+  EXPECT_EQ(collect(1, milliseconds(5000)), 1);
+  EXPECT_EQ(collect(1, milliseconds(200)), 0) << "accepted past its capacity";
+  close_one_served();
+  EXPECT_EQ(collect(1, milliseconds(5000)), 1);
+  EXPECT_GE(gate.changes_.load(), 5);  // off, on, off, on, off
+  cs.clear();
+  eng.request_drain();
+  run.join();
+  print_stats(eng.stats());
+  // The kick eventfd is never read by the engine (always readable): its multishot poll
+  // completes once per write, it does not spin the loop.
+  EXPECT_LT(eng.stats().enters, 10000u);
+  // The listener is still the supervisor's: open and listening.
+  TestClient late;
+  EXPECT_EQ(late.connect(port), 0);
 }
 
 /// Runs the server binary with io_uring_setup forbidden by a seccomp filter (as a container

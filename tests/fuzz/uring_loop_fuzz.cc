@@ -6,7 +6,9 @@
 // (-ENOBUFS), end without IORING_CQE_F_MORE (as on a full CQ), see EOF or a reset; sends
 // that complete in part, fail, or (zero-copy) release their bytes in a second completion;
 // cancellations (-ECANCELED, or -ENOENT when the request already ended); time that fires
-// every timeout; the drain and its deadlines.
+// every timeout; the drain and its deadlines. As a worker process (chosen by the input):
+// a small capacity at which the process pauses (every accept cancelled, the gate told) and
+// resumes, and kicks (the multishot poll on the kick eventfd) that re-issue the accepts.
 //
 // Checked: the loop never touches a freed connection (ASan), never changes bytes the
 // kernel may still read (a send's bytes are as submitted until its last completion), each
@@ -16,6 +18,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -69,6 +72,9 @@ class KernelModel final : public UringIo {
     queue_.push_back(make(Kind::kAccept, ud, multishot));
   }
   void poll_in(int, uint64_t ud) override { queue_.push_back(make(Kind::kPoll, ud)); }
+  void poll_in_multishot(int, uint64_t ud) override {
+    queue_.push_back(make(Kind::kPoll, ud, true));
+  }
   void recv_multishot(uint32_t slot, uint16_t group, uint64_t ud) override {
     FUZZ_CHECK(group == 0);
     queue_.push_back(make(Kind::kRecv, ud, true, slot));
@@ -165,6 +171,9 @@ class KernelModel final : public UringIo {
       erase(i);
     }
   }
+
+  /// A completion of multishot request i that keeps it in flight.
+  void post_more(size_t i, int32_t res) { post(inflight[i].ud, res, kCqeMore); }
 
   /// The last completion of request i, with `res` (EOF 0, -ECONNRESET, -EPIPE, ...).
   void complete_final(size_t i, int32_t res) {
@@ -269,6 +278,16 @@ class KernelModel final : public UringIo {
   std::vector<Op> queue_;
 };
 
+/// The worker board's view: whether the process accepts.
+class FakeGate final : public AcceptGate {
+ public:
+  void set_accepting(bool accepting) override {
+    FUZZ_CHECK(accepting != accepting_);  // told only of changes
+    accepting_ = accepting;
+  }
+  bool accepting_ = true;
+};
+
 constexpr size_t kWriteQueues[] = {0, 16, 1000, 70000};
 constexpr Nanos kTimeouts[] = {0, 1 * kSecond, 10 * kSecond};
 constexpr uint32_t kBufferSizes[] = {1, 7, 64, 4096};
@@ -293,6 +312,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   shared.config = &config;
   shared.content = content.get();
   FUZZ_CHECK(shared.open.load() == 0);
+  // Worker mode: pause at 1..kSlots connections (0: a single process).
+  static const int kick_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  FakeGate gate;
+  shared.pause_at = fdp.ConsumeIntegralInRange<uint64_t>(0, kSlots);
+  shared.resume_below =
+      shared.pause_at == 0 ? 0 : fdp.ConsumeIntegralInRange<uint64_t>(1, shared.pause_at);
+  shared.shared_listener = shared.pause_at != 0;
+  shared.kick_fd = shared.pause_at != 0 ? kick_fd : -1;
+  shared.gate = shared.pause_at != 0 ? &gate : nullptr;
+  shared.paused.store(false);
   metrics::ThreadCounters counters;
 
   UringBufferRing bufs(fdp.ConsumeIntegralInRange<uint32_t>(1, 4),
@@ -330,6 +359,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 }
                 break;
               case KernelModel::Kind::kPoll:
+                if (op.multishot) break;  // the kick poll: cancelled by the drain
                 kernel.complete_final(i, POLLIN);
                 drained = true;
                 break;
@@ -353,7 +383,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
             break;
           case KernelModel::Kind::kPoll:
-            if (fdp.ConsumeIntegralInRange<int>(0, 7) == 0) {
+            if (op.multishot) {  // a kick (or, rarely, the poll ends as on a full CQ)
+              if (fdp.ConsumeIntegralInRange<int>(0, 7) == 0) {
+                kernel.complete_final(i, POLLIN);
+              } else {
+                kernel.post_more(i, POLLIN);
+              }
+            } else if (fdp.ConsumeIntegralInRange<int>(0, 7) == 0) {
               kernel.complete_final(i, POLLIN);
               drained = true;
             }
@@ -400,6 +436,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (n == 0) break;
       }
       loop.turn_end(now);
+      // The gate follows the pause; a paused process has no accept left to arm.
+      if (shared.pause_at != 0) FUZZ_CHECK(gate.accepting_ == !shared.paused.load());
       return true;
     };
 

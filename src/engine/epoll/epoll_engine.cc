@@ -1,6 +1,5 @@
 #include "engine/epoll/epoll_engine.h"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,21 +18,15 @@ EpollEngine::EpollEngine(const core::ServerConfig& config, CounterSlots* counter
     counters = own_counters_.get();
   }
   counters_ = counters;
-  drain_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!drain_fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   shared_.config = &config_;
   shared_.content = content_.get();
-  shared_.drain_fd = drain_fd_.get();
+  shared_.drain_fd = drain_.fd();
   budget_ = std::make_unique<core::MemoryBudget>(config_.memory_limit, config_.overload_levels);
   shared_.budget = budget_.get();
 }
 
-EpollEngine::~EpollEngine() {
-  // A drain requested from another thread (the signal thread) may still be inside
-  // request_drain(): wait until it has written the eventfd before closing it.
-  if (drain_requested_.load())
-    while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
-}
+// drain_ (the last member) waits for a request_drain() still in progress.
+EpollEngine::~EpollEngine() = default;
 
 std::string EpollEngine::adopt_worker_listener(const WorkerListener& listener) {
   if (listener.listen_fd >= 0) {
@@ -68,6 +61,7 @@ DrainReport EpollEngine::run() {
   }
   counters_->slot(0)->memory_budget_limit.set(config_.memory_limit);
   const bool per_loop = inherited_fd_ < 0 && config_.reuseport;
+  shared_.accept_rate_per_loop = config_.accept_rate / threads_;
   std::vector<std::unique_ptr<EpollLoop>> loops;
   for (int i = 0; i < threads_; ++i) {
     const int lfd = inherited_fd_ >= 0 ? inherited_fd_
@@ -98,13 +92,7 @@ DrainReport EpollEngine::run() {
 }
 
 void EpollEngine::request_drain() {
-  // Async-signal-safe: an atomic exchange, clock_gettime and write(2).
-  if (drain_requested_.exchange(true)) return;
-  shared_.drain_at.store(mono_now(), std::memory_order_relaxed);
-  const uint64_t one = 1;
-  ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
-  (void)rc;
-  drain_written_.store(true, std::memory_order_release);
+  drain_.request(&shared_.drain_at);  // async-signal-safe
 }
 
 }  // namespace c10m::engine

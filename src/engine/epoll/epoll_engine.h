@@ -36,12 +36,10 @@ class EpollEngine final : public Engine {
   CounterSlots* counters_;
   std::unique_ptr<core::MemoryBudget> budget_;
   EpollShared shared_;
-  sys::Fd drain_fd_;
   std::vector<sys::Fd> listeners_;  // owned (bound here); empty with an inherited listener
   int inherited_fd_ = -1;           // worker mode: the supervisor's listener
   uint16_t port_ = 0;
-  std::atomic<bool> drain_requested_{false};
-  std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_
+  DrainSignal drain_;  // last: destroyed first (it waits for a request in progress)
 };
 
 }  // namespace c10m::engine

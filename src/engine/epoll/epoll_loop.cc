@@ -35,7 +35,8 @@ EpollLoop::EpollLoop(EpollShared* shared, int listen_fd, bool exclusive_listener
       small_pool_(core::kSessionSmallBlockSize, shared->config->pool, kSmallPoolCache),
       scratch_(new uint8_t[shared->config->readbuf]),
       account_(shared->budget, core::BudgetAccount::kLoopChunk, counters),
-      wheel_(mono_now()) {
+      wheel_(mono_now()),
+      pacer_(shared->accept_rate_per_loop, mono_now()) {
   env_.limits = config_.limits;
   env_.content = shared->content;
   env_.pool = &pool_;
@@ -508,10 +509,19 @@ void EpollLoop::accept_burst(Nanos now) {
       remove_listener();
       return;
     }
+    if (!pacer_.take(now)) {
+      remove_listener();
+      listener_resume_at_ = pacer_.ready_at();
+      counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kAcceptRate)].add();
+      return;
+    }
     const int fd = sys::accept_conn(listen_fd_, /*nonblocking=*/true);
     if (fd < 0) {
       const int err = -fd;
-      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        pacer_.give_back();
+        return;
+      }
       if (err == ECONNABORTED || err == EPROTO || err == EPERM) continue;
       counters_->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
       if (is_resource_error(err)) {

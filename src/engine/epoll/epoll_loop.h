@@ -13,7 +13,9 @@
 // then connections that only have output pending share kTurnWriteBudget bytes, at least
 // kMinWriteQuota each, taken round-robin; the rest wait for the next turn (level-triggered
 // EPOLLOUT brings them back). A FETCH queues at most core::kProduceFrames frames per send,
-// so no connection produces, reads or writes without bound in one turn.
+// so no connection produces, reads or writes without bound in one turn. Accepts: at most
+// kAcceptBurst per turn, and with --accept-rate at most the loop's share of it per second
+// (AcceptPacer); out of tokens, the loop leaves the listener until the next one is due.
 #include <sys/epoll.h>
 
 #include <atomic>
@@ -49,6 +51,7 @@ struct EpollShared {
   uint64_t pause_at = 0;
   uint64_t resume_below = 0;
   AcceptGate* gate = nullptr;
+  double accept_rate_per_loop = 0;  // --accept-rate / loops; 0: no limit
   std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
   std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
 };
@@ -152,7 +155,8 @@ class EpollLoop : NonCopyable {
   Nanos next_maintenance_ = 0;
   uint64_t conns_ = 0;
   bool listener_registered_ = false;
-  Nanos listener_resume_at_ = kNever;  // accept back-off after EMFILE & co
+  Nanos listener_resume_at_ = kNever;  // accept back-off: EMFILE & co, budget, --accept-rate
+  AcceptPacer pacer_;
   bool draining_ = false;
   bool forced_ = false;
   Nanos drain_deadline_ = kNever;

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,17 +59,11 @@ ThreadEngine::ThreadEngine(const core::ServerConfig& config, CounterSlots* count
   shared_counters_ = counters->slot(0);
   budget_ = std::make_unique<core::MemoryBudget>(config.memory_limit, config.overload_levels);
   shared_counters_->memory_budget_limit.set(config.memory_limit);
-  drain_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!drain_fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   stack_size_ = std::max<size_t>(config.thread_stack, PTHREAD_STACK_MIN) * kStackFactor;
 }
 
-ThreadEngine::~ThreadEngine() {
-  // A drain requested from another thread (the signal thread) may still be inside
-  // request_drain(): wait until it has written the eventfd before closing it.
-  if (drain_requested_.load())
-    while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
-}
+// drain_ (the last member) waits for a request_drain() still in progress.
+ThreadEngine::~ThreadEngine() = default;
 
 std::string ThreadEngine::adopt_worker_listener(const WorkerListener& listener) {
   worker_ = listener;
@@ -110,24 +103,17 @@ bool ThreadEngine::wait_for_room() {
   {
     std::unique_lock lock(mu_);
     // finish() notifies cv_ as each connection thread ends; the timeout notices the drain.
-    while (open_.load(std::memory_order_relaxed) >= worker_.resume_below &&
-           !drain_requested_.load())
+    while (open_.load(std::memory_order_relaxed) >= worker_.resume_below && !drain_.requested())
       cv_.wait_for(lock, std::chrono::milliseconds(100));
   }
-  if (drain_requested_.load()) return false;
+  if (drain_.requested()) return false;
   if (worker_.gate != nullptr) worker_.gate->set_accepting(true);
   kick();
   return true;
 }
 
 void ThreadEngine::request_drain() {
-  // Async-signal-safe: an atomic exchange, clock_gettime and write(2).
-  if (drain_requested_.exchange(true)) return;
-  drain_at_.store(mono_now(), std::memory_order_relaxed);
-  const uint64_t one = 1;
-  ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
-  (void)rc;
-  drain_written_.store(true, std::memory_order_release);
+  drain_.request(&drain_at_);  // async-signal-safe
 }
 
 DrainReport ThreadEngine::run() {
@@ -140,7 +126,7 @@ DrainReport ThreadEngine::run() {
   std::thread acceptor([this] { acceptor_main(); });
   // Wait for the drain request (the eventfd stays readable: it is never read).
   for (;;) {
-    pollfd p{drain_fd_.get(), POLLIN, 0};
+    pollfd p{drain_.fd(), POLLIN, 0};
     if (::poll(&p, 1, -1) > 0) break;
   }
   const Nanos now = mono_now();
@@ -188,15 +174,16 @@ void ThreadEngine::acceptor_main() {
   env.counters = counters.get();
   env.read_chunk = config_.readbuf;
   bool budget_stopped = false;
+  AcceptPacer pacer(config_.accept_rate, mono_now());
   for (;;) {
-    if (budget_->pressure() >= core::Pressure::kStopAccept && !drain_requested_.load()) {
+    if (budget_->pressure() >= core::Pressure::kStopAccept && !drain_.requested()) {
       // The memory budget is nearly full: leave new connections in the backlog.
       if (!budget_stopped) {
         budget_stopped = true;
         counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kStopAccept)].add();
         merge_counters(counters.get(), shared_counters_);
       }
-      pollfd p{drain_fd_.get(), POLLIN, 0};
+      pollfd p{drain_.fd(), POLLIN, 0};
       ::poll(&p, 1, 100);
       continue;
     }
@@ -204,17 +191,26 @@ void ThreadEngine::acceptor_main() {
     if (worker_.capacity != 0 && open_.load(std::memory_order_relaxed) >= worker_.capacity &&
         !wait_for_room())
       break;
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {drain_fd_.get(), POLLIN, 0}};
+    if (!pacer.take(mono_now())) {
+      // --accept-rate: leave new connections in the backlog until the next token.
+      counters->overload_actions[static_cast<size_t>(metrics::OverloadAction::kAcceptRate)].add();
+      merge_counters(counters.get(), shared_counters_);
+      const Nanos wait = pacer.ready_at() - mono_now();
+      pollfd p{drain_.fd(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::max<Nanos>(1, (wait + kMillisecond - 1) / kMillisecond)));
+      continue;
+    }
+    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {drain_.fd(), POLLIN, 0}};
     if (::poll(p, 2, -1) < 0 && errno != EINTR) {
       log_warn("poll(listener): {}", std::strerror(errno));
       break;
     }
-    if (drain_requested_.load()) break;
+    if (drain_.requested()) break;
     if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) == 0) continue;
     // The accepted socket is blocking whatever the listener is (accept4 flags).
     const int fd = sys::accept_conn(listen_fd_, /*nonblocking=*/false);
     const Nanos now = mono_now();
-    if (drain_requested_.load()) {
+    if (drain_.requested()) {
       if (fd >= 0) ::close(fd);
       break;
     }
@@ -222,8 +218,10 @@ void ThreadEngine::acceptor_main() {
       const int err = -fd;
       // EAGAIN: a sibling worker took it first.
       if (err == ECONNABORTED || err == EPROTO || err == EPERM || err == EAGAIN ||
-          err == EWOULDBLOCK)
+          err == EWOULDBLOCK) {
+        pacer.give_back();
         continue;
+      }
       if (err == EINVAL) break;  // listener shut down
       counters->accept_errors[static_cast<size_t>(accept_error_kind(err))].add();
       merge_counters(counters.get(), shared_counters_);
@@ -233,7 +231,7 @@ void ThreadEngine::acceptor_main() {
         log_warn("accept: {}", std::strerror(err));
       }
       // Back off (never spin); the drain eventfd cuts the pause short.
-      pollfd p{drain_fd_.get(), POLLIN, 0};
+      pollfd p{drain_.fd(), POLLIN, 0};
       ::poll(&p, 1, static_cast<int>(AcceptErrorLog::kBackoff / kMillisecond));
       continue;
     }
@@ -266,7 +264,7 @@ void ThreadEngine::acceptor_main() {
       delete c;
       counters->accept_errors[static_cast<size_t>(metrics::AcceptError::kNomem)].add();
       accept_log_.record(ENOMEM, now);
-      pollfd p{drain_fd_.get(), POLLIN, 0};
+      pollfd p{drain_.fd(), POLLIN, 0};
       ::poll(&p, 1, static_cast<int>(AcceptErrorLog::kBackoff / kMillisecond));
     } else {
       counters->conns_opened.add();
@@ -373,7 +371,7 @@ bool ThreadEngine::serve(Conn* c) {
   Nanos hard_deadline = kNever;
 
   auto check_time = [&](Nanos t, bool stalled) {
-    if (!drain_seen && drain_requested_.load(std::memory_order_relaxed)) {
+    if (!drain_seen && drain_.requested()) {
       drain_seen = true;
       s.begin_drain(t);
       if (config_.drain_timeout > 0) {
@@ -454,7 +452,7 @@ bool ThreadEngine::serve(Conn* c) {
     const bool want_read = !peer_eof && s.wants_read();
     pollfd fds[2];
     fds[0] = {fd, static_cast<short>(want_read ? POLLIN : 0), 0};
-    fds[1] = {drain_fd_.get(), POLLIN, 0};
+    fds[1] = {drain_.fd(), POLLIN, 0};
     Nanos deadline = s.next_deadline();
     if (drain_seen && !forced) deadline = std::min(deadline, drain_deadline);
     deadline = std::min(deadline, hard_deadline);

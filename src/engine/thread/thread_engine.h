@@ -81,15 +81,12 @@ class ThreadEngine final : public Engine {
   std::unique_ptr<core::MemoryBudget> budget_;
   std::unique_ptr<CounterSlots> own_counters_;
   metrics::ThreadCounters* shared_counters_;  // slot 0: add_atomic only
-  sys::Fd drain_fd_;
-  sys::Fd listener_;       // owned (bound here)
-  int listen_fd_ = -1;     // listener_ or the supervisor's inherited listener
-  WorkerListener worker_;  // worker mode (listen_fd >= 0: inherited)
+  sys::Fd listener_;                          // owned (bound here)
+  int listen_fd_ = -1;                        // listener_ or the supervisor's inherited listener
+  WorkerListener worker_;                     // worker mode (listen_fd >= 0: inherited)
   uint16_t port_ = 0;
   size_t stack_size_;
 
-  std::atomic<bool> drain_requested_{false};
-  std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_
   std::atomic<Nanos> drain_at_{kNever};
   std::atomic<uint64_t> open_{0};
   std::atomic<uint64_t> closed_by_peer_{0};
@@ -103,6 +100,7 @@ class ThreadEngine final : public Engine {
   std::condition_variable cv_;
   Conn* conns_head_ = nullptr;
   uint64_t threads_alive_ = 0;
+  DrainSignal drain_;  // last: destroyed first (it waits for a request in progress)
 };
 
 }  // namespace c10m::engine

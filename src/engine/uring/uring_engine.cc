@@ -1,6 +1,5 @@
 #include "engine/uring/uring_engine.h"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,49 +41,70 @@ UringEngine::UringEngine(const core::ServerConfig& config, CounterSlots* counter
     counters = own_counters_.get();
   }
   counters_ = counters;
-  drain_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!drain_fd_.valid()) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   shared_.config = &config_;
   shared_.content = content_.get();
-  shared_.drain_fd = drain_fd_.get();
+  shared_.drain_fd = drain_.fd();
   budget_ = std::make_unique<core::MemoryBudget>(config_.memory_limit, config_.overload_levels);
   shared_.budget = budget_.get();
+  shared_.accept_rate_per_loop = config_.accept_rate / threads_;
 }
 
-UringEngine::~UringEngine() {
-  // A drain requested from another thread (the signal thread) may still be inside
-  // request_drain(): wait until it has written the eventfd before closing it.
-  if (drain_requested_.load())
-    while (!drain_written_.load(std::memory_order_acquire)) std::this_thread::yield();
-}
+// drain_ (the last member) waits for a request_drain() still in progress.
+UringEngine::~UringEngine() = default;
 
 uint64_t UringEngine::table_size(const UringOptions& options, uint64_t fd_limit) {
   if (options.fixed_files != 0) return options.fixed_files;
   return std::clamp<uint64_t>(fd_limit, 1, kMaxFixedFiles);
 }
 
-std::string UringEngine::bind() {
-  const UringSupport& support = uring_support();
-  if (!support.error.empty())
-    return "--engine uring: " + support.error + " (use --engine epoll on this machine)";
-  const size_t count = config_.reuseport ? static_cast<size_t>(threads_) : 1;
-  std::string err = bind_listeners(config_, count, /*nonblocking=*/true, &listeners_, &port_);
-  if (!err.empty()) return err;
-  // Direct descriptors cannot take setsockopt(2); accepted sockets inherit these from the
-  // listener instead (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF).
-  sys::SocketOptions so;
-  so.nodelay = config_.nodelay;
-  so.rcvbuf = config_.rcvbuf;
-  so.sndbuf = config_.sndbuf;
-  for (const auto& l : listeners_) {
-    if (int rc = sys::apply_socket_options(l.get(), so); rc < 0)
-      return std::string("socket options on the listener: ") + std::strerror(-rc);
+std::string UringEngine::adopt_worker_listener(const WorkerListener& listener) {
+  if (listener.listen_fd >= 0) {
+    inherited_fd_ = listener.listen_fd;
+    shared_.shared_listener = true;
+    shared_.kick_fd = listener.kick_fd;
+    shared_.pause_at = listener.capacity;
+    shared_.resume_below = listener.resume_below;
+    shared_.gate = listener.gate;
+    if (auto local = sys::local_endpoint(inherited_fd_)) port_ = ntohs(local->sin_port);
+  } else if (listener.capacity != 0) {
+    // Own SO_REUSEPORT listeners: the kernel keeps hashing connections here, so a full
+    // worker refuses rather than leave them in its backlog.
+    if (config_.max_conns == 0 || config_.max_conns > listener.capacity)
+      config_.max_conns = listener.capacity;
   }
   return "";
 }
 
+std::string UringEngine::bind() {
+  const UringSupport& support = uring_support();
+  if (!support.error.empty())
+    return "--engine uring: " + support.error + " (use --engine epoll on this machine)";
+  std::vector<int> fds;
+  if (inherited_fd_ >= 0) {
+    fds.push_back(inherited_fd_);
+  } else {
+    const size_t count = config_.reuseport ? static_cast<size_t>(threads_) : 1;
+    std::string err = bind_listeners(config_, count, /*nonblocking=*/true, &listeners_, &port_);
+    if (!err.empty()) return err;
+    for (const auto& l : listeners_) fds.push_back(l.get());
+  }
+  // Direct descriptors cannot take setsockopt(2); accepted sockets inherit these from the
+  // listener instead (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF). On an inherited listener every
+  // worker sets the same values.
+  sys::SocketOptions so;
+  so.nodelay = config_.nodelay;
+  so.rcvbuf = config_.rcvbuf;
+  so.sndbuf = config_.sndbuf;
+  for (int fd : fds) {
+    if (int rc = sys::apply_socket_options(fd, so); rc < 0)
+      return std::string("socket options on the listener: ") + std::strerror(-rc);
+  }
+  bound_ = true;
+  return "";
+}
+
 DrainReport UringEngine::run() {
-  if (listeners_.empty()) {
+  if (!bound_) {
     if (std::string err = bind(); !err.empty()) {
       log_warn("{}", err);
       return {};
@@ -127,7 +147,9 @@ DrainReport UringEngine::run() {
       log_warn("io_uring loop {}: {}", i, err);
       return {};
     }
-    const int lfd = listeners_[config_.reuseport ? static_cast<size_t>(i) : 0].get();
+    const int lfd = inherited_fd_ >= 0
+                        ? inherited_fd_
+                        : listeners_[config_.reuseport ? static_cast<size_t>(i) : 0].get();
     p.loop = std::make_unique<UringLoop>(&shared_, p.ring.get(), p.bufs.get(), lfd, fixed, headroom,
                                          zc, counters_->slot(static_cast<size_t>(i)));
     p.ring->set_stats(p.loop->mutable_stats());
@@ -177,17 +199,12 @@ DrainReport UringEngine::run() {
   for (auto& p : parts) p.ring.reset();
   parts.clear();
   listeners_.clear();
+  bound_ = false;
   return total;
 }
 
 void UringEngine::request_drain() {
-  // Async-signal-safe: an atomic exchange, clock_gettime and write(2).
-  if (drain_requested_.exchange(true)) return;
-  shared_.drain_at.store(mono_now(), std::memory_order_relaxed);
-  const uint64_t one = 1;
-  ssize_t rc = ::write(drain_fd_.get(), &one, sizeof one);
-  (void)rc;
-  drain_written_.store(true, std::memory_order_release);
+  drain_.request(&shared_.drain_at);  // async-signal-safe
 }
 
 }  // namespace c10m::engine

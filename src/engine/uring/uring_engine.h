@@ -7,6 +7,14 @@
 // accept per connection), or (reuseport) one SO_REUSEPORT listener per loop. See
 // uring_loop.h for the per-loop rules and uring_ring.h for the kernel features relied on.
 //
+// Worker process (adopt_worker_listener, engine.h WorkerListener): with the supervisor's
+// inherited listener every loop accepts from it (never shutting it down or closing it;
+// TCP_NODELAY and the buffer sizes are set on it, as the accepted direct descriptors
+// inherit them), pauses at `capacity` by cancelling its accepts, and re-issues them on each
+// kick (uring_loop.h says why an armed accept needs that). The capacity the worker is given
+// is --threads x the direct-descriptor table (connection_capacity()), not a share of the fd
+// table: connections are not process fds.
+//
 // If io_uring is unavailable (kernel.io_uring_disabled, seccomp, an old kernel) bind()
 // fails with a message saying why; the engine never falls back to another one.
 #include <memory>
@@ -27,6 +35,7 @@ class UringEngine final : public Engine {
               const UringOptions& options = {});
   ~UringEngine() override;
 
+  std::string adopt_worker_listener(const WorkerListener& listener) override;
   std::string bind() override;
   uint16_t port() const override { return port_; }
   DrainReport run() override;
@@ -50,12 +59,12 @@ class UringEngine final : public Engine {
   CounterSlots* counters_;
   std::unique_ptr<core::MemoryBudget> budget_;
   UringShared shared_;
-  sys::Fd drain_fd_;
   std::vector<sys::Fd> listeners_;
+  int inherited_fd_ = -1;  // worker mode: the supervisor's listener (never closed here)
+  bool bound_ = false;     // bind() succeeded
   uint16_t port_ = 0;
   UringStats stats_;
-  std::atomic<bool> drain_requested_{false};
-  std::atomic<bool> drain_written_{false};  // request_drain() is done with drain_fd_
+  DrainSignal drain_;  // last: destroyed first (it waits for a request in progress)
 };
 
 }  // namespace c10m::engine

@@ -47,6 +47,10 @@ class UringIo {
   virtual void accept(int listen_fd, bool multishot, uint64_t ud) = 0;
   /// One-shot poll for readability of `fd` (the drain eventfd).
   virtual void poll_in(int fd, uint64_t ud) = 0;
+  /// Multishot poll for readability of `fd` (the worker kick eventfd, never read): one
+  /// completion with kCqeMore when armed on a readable fd, then one per wake-up (each
+  /// write), until one without kCqeMore ends it.
+  virtual void poll_in_multishot(int fd, uint64_t ud) = 0;
   /// Multishot receive on direct descriptor `slot` into buffers of provided-buffer group
   /// `group`. Ends (a completion without kCqeMore) on EOF, error, -ENOBUFS, cancellation or
   /// when the kernel decides so (e.g. a full CQ).

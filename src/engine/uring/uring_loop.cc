@@ -1,5 +1,7 @@
 #include "engine/uring/uring_loop.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -27,7 +29,8 @@ UringLoop::UringLoop(UringShared* shared, UringIo* io, UringBufferRing* buffers,
       fixed_files_(fixed_files),
       free_slots_(fixed_files),
       accept_headroom_(accept_headroom),
-      zerocopy_min_(zerocopy_min) {
+      zerocopy_min_(zerocopy_min),
+      pacer_(shared->accept_rate_per_loop, mono_now()) {
   env_.limits = config_.limits;
   env_.content = shared->content;
   env_.pool = &pool_;
@@ -111,6 +114,10 @@ void UringLoop::turn_begin(Nanos now) {
     c->queued = false;
     settle(c, now);
   }
+  if (shared_->kick_fd >= 0 && !kick_armed_ && !kick_failed_ && !draining_) {
+    io_->poll_in_multishot(shared_->kick_fd, kUdKick);
+    kick_armed_ = true;
+  }
   arm_accept(now);
 }
 
@@ -160,6 +167,15 @@ void UringLoop::handle(const UringCqe& e, Nanos now) {
         break;
       case kUdDrain:
         if (!draining_) start_drain(now);
+        break;
+      case kUdKick:
+        if (!(e.flags & kCqeMore)) kick_armed_ = false;  // re-armed next turn
+        if (e.res > 0) {
+          kicked_ = true;
+        } else if (e.res < 0 && e.res != -ECANCELED) {
+          kick_failed_ = true;
+          log_warn("poll on the worker kick eventfd: {}", std::strerror(-e.res));
+        }
         break;
       default:  // kUdIgnore: the completion of a cancel nobody waits for
         break;
@@ -286,6 +302,7 @@ void UringLoop::on_accept(const UringCqe& e, bool multishot, Nanos now) {
     if (!(e.flags & kCqeMore)) accept_multi_ = Accept::kOff;
   } else {
     --accept_single_;
+    single_cancels_ = std::min(single_cancels_, accept_single_);
   }
   if (e.res >= 0) {
     --free_slots_;
@@ -293,6 +310,7 @@ void UringLoop::on_accept(const UringCqe& e, bool multishot, Nanos now) {
     return;
   }
   const int err = -e.res;
+  if (!multishot) pacer_.give_back();  // its token bought no connection
   switch (err) {
     case ECANCELED:  // we switched to single-shot accepts
     case EAGAIN:
@@ -340,6 +358,7 @@ void UringLoop::new_conn(uint32_t slot, Nanos now) {
     ++conns_;
     counters_->conns_opened.add();
     if (draining_) c->session.begin_drain(now);  // accepted just before the listener closed
+    if (shared_->pause_at != 0 && before + 1 >= shared_->pause_at) update_pause();
   }
   mark(c);
 }
@@ -406,9 +425,12 @@ void UringLoop::close_conn(UringConn* c, bool aborted, bool reset) {
       ++report_.closed_by_peer;
     // Count the connection out before the peer can see the close (a client that
     // reconnects at once must not be refused by --max-conns).
-    shared_->open.fetch_sub(1, std::memory_order_relaxed);
+    const uint64_t open_now = shared_->open.fetch_sub(1, std::memory_order_relaxed) - 1;
     counters_->conns_closed.add();
     --conns_;
+    if (shared_->pause_at != 0 && !draining_ && open_now < shared_->resume_below &&
+        shared_->paused.load(std::memory_order_relaxed))
+      update_pause();  // every loop re-arms on the kick
   }
   c->closing = true;
   // In submission order: RST instead of FIN if asked, cancel what is in flight, close.
@@ -438,9 +460,40 @@ void UringLoop::destroy(UringConn* c) {
 // accepting
 
 void UringLoop::arm_accept(Nanos now) {
-  if (draining_ || accept_stopped_ || now < accept_resume_at_) return;
+  if (draining_ || accept_stopped_) return;
+  if (kicked_) {
+    // A worker paused or resumed: connections may wait in the backlog with no accept of
+    // this loop woken for them (see the header comment). Issue the accepts anew.
+    kicked_ = false;
+    cancel_accepts();
+  }
+  if (shared_->paused.load(std::memory_order_relaxed)) {
+    cancel_accepts();  // the process is at capacity: the backlog is the siblings'
+    return;
+  }
+  if (now < accept_resume_at_) return;
   if (budget_stops_accept(now)) return;
-  if (free_slots_ >= accept_headroom_) {
+  // Re-armed once the cancelled accepts have completed (their completions wake the loop).
+  if (accept_multi_ == Accept::kCancelling || single_cancels_ != 0) return;
+  // Room: free direct descriptors, and (worker) connections left before the pause.
+  const uint64_t room = std::min<uint64_t>(free_slots_, process_room());
+  if (pacer_.limited()) {
+    // --accept-rate: single-shot accepts only, each holding one token; out of tokens, the
+    // loop wakes for the next (accept_resume_at_) and the backlog waits.
+    while (accept_single_ < kMaxSingleAccepts && accept_single_ < room) {
+      if (!pacer_.take(now)) {
+        accept_resume_at_ = pacer_.ready_at();
+        counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kAcceptRate)]
+            .add();
+        break;
+      }
+      io_->accept(listen_fd_, false, kUdAcceptOne);
+      ++accept_single_;
+      ++stats_.accept_single_arms;
+    }
+    return;
+  }
+  if (room >= accept_headroom_) {
     table_full_ = false;
     if (accept_multi_ == Accept::kOff && accept_single_ == 0) {
       io_->accept(listen_fd_, true, kUdAcceptMulti);
@@ -450,14 +503,14 @@ void UringLoop::arm_accept(Nanos now) {
     return;
   }
   // Nearly full: a multishot accept could take a whole backlog into the table at once, and
-  // the kernel drops a connection it cannot place. One slot per accept in flight instead.
+  // the kernel drops a connection it cannot place (or: the worker would overshoot its
+  // capacity by a backlog). One slot per accept in flight instead.
   if (accept_multi_ == Accept::kArmed) {
     io_->cancel(kUdAcceptMulti, kUdIgnore);
     accept_multi_ = Accept::kCancelling;
     return;
   }
-  if (accept_multi_ == Accept::kCancelling) return;
-  while (accept_single_ < kMaxSingleAccepts && accept_single_ < free_slots_) {
+  while (accept_single_ < kMaxSingleAccepts && accept_single_ < room) {
     io_->accept(listen_fd_, false, kUdAcceptOne);
     ++accept_single_;
     ++stats_.accept_single_arms;
@@ -482,11 +535,46 @@ bool UringLoop::budget_stops_accept(Nanos now) {
     counters_->overload_actions[static_cast<size_t>(metrics::OverloadAction::kStopAccept)].add();
   }
   budget_recheck_at_ = now + kBudgetRecheck;
+  cancel_accepts();
+  return true;
+}
+
+void UringLoop::cancel_accepts() {
   if (accept_multi_ == Accept::kArmed) {
     io_->cancel(kUdAcceptMulti, kUdIgnore);
     accept_multi_ = Accept::kCancelling;
   }
-  return true;  // single-shot accepts in flight complete; no new ones
+  // Each cancel ends one single-shot accept (the first the kernel finds), or finds none
+  // when they all completed already.
+  while (single_cancels_ < accept_single_) {
+    io_->cancel(kUdAcceptOne, kUdIgnore);
+    ++single_cancels_;
+  }
+}
+
+uint64_t UringLoop::process_room() const {
+  if (shared_->pause_at == 0) return UINT64_MAX;
+  const uint64_t open = shared_->open.load(std::memory_order_relaxed);
+  return open < shared_->pause_at ? shared_->pause_at - open : 0;
+}
+
+void UringLoop::update_pause() {
+  // Transitions are rare (the process reaching or leaving its capacity).
+  std::lock_guard lock(shared_->pause_mu);
+  const uint64_t open = shared_->open.load(std::memory_order_relaxed);
+  const bool was = shared_->paused.load(std::memory_order_relaxed);
+  const bool now_paused = was ? open >= shared_->resume_below : open >= shared_->pause_at;
+  if (now_paused == was) return;
+  shared_->paused.store(now_paused, std::memory_order_relaxed);
+  if (shared_->gate != nullptr) shared_->gate->set_accepting(!now_paused);
+  // Every loop of every worker wakes: this process's loops follow the flag (cancel or
+  // re-arm their accepts), the siblings issue their accepts anew (and take what this one
+  // left in the backlog), the supervisor re-reads the board.
+  if (shared_->kick_fd >= 0) {
+    const uint64_t one = 1;
+    ssize_t rc = ::write(shared_->kick_fd, &one, sizeof one);
+    (void)rc;
+  }
 }
 
 void UringLoop::shed(Nanos now) {
@@ -534,12 +622,11 @@ void UringLoop::start_drain(Nanos now) {
   draining_ = true;
   // Stop listening: new and backlogged connects are refused, and the pending accept
   // completes with -EINVAL. Idempotent, and safe while other loops still hold the shared
-  // fd (the engine closes it after run()).
-  sys::shutdown_both(listen_fd_);
-  if (accept_multi_ == Accept::kArmed) {
-    io_->cancel(kUdAcceptMulti, kUdIgnore);
-    accept_multi_ = Accept::kCancelling;
-  }
+  // fd (the engine closes it after run()). A worker's inherited listener is the
+  // supervisor's to shut down (it does, before it signals the drain).
+  if (!shared_->shared_listener) sys::shutdown_both(listen_fd_);
+  cancel_accepts();
+  if (kick_armed_) io_->cancel(kUdKick, kUdIgnore);
   Nanos start = shared_->drain_at.load(std::memory_order_relaxed);
   if (start == kNever || start > now) start = now;
   if (config_.drain_timeout > 0) drain_deadline_ = start + config_.drain_timeout;

@@ -21,9 +21,28 @@
 // refreshed once per turn; at kStopAccept the loop cancels its accepts (re-checked every
 // kBudgetRecheck), past the limit it sheds the connections holding the most. A shed
 // connection's blocks return to the budget when its last request completes.
+// --accept-rate: only single-shot accepts, each issued with one AcceptPacer token (a
+// multishot accept would take a whole backlog at once); a cancelled or failed one gives it
+// back.
+//
+// Worker mode (engine.h WorkerListener, shared listener): every loop accepts from the
+// supervisor's listener and never shuts it down. Accepting is sized by the room left,
+// min(free direct descriptors, pause_at - open connections of the process): below the
+// accept headroom it is single-shot (at most kMaxSingleAccepts in flight), so the process
+// overshoots its capacity by at most that many per loop. At pause_at the process pauses:
+// every loop cancels every accept in flight (as for the budget's stop-accept), the gate is
+// told, then the kick eventfd is written; below resume_below it resumes (gate, kick).
+// The kick: each loop keeps a multishot poll on the kick eventfd, and on each completion
+// cancels its accepts in flight and issues them anew. An io_uring accept waits on the
+// listener exclusively, one waiter woken per connection, and an armed multishot accept
+// keeps its place at the head of the wait queue: connections whose wake-ups went to a
+// sibling that then cancelled its accept (it paused) stay in the backlog while this
+// loop's armed accept sleeps; an accept issued anew tries the backlog at once
+// (uring_engine_test ArmedAcceptSleepsThroughABacklogASiblingLeft shows both).
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -50,6 +69,16 @@ struct UringShared {
   std::atomic<Nanos> drain_at{kNever};   // when request_drain() was first called
   AcceptErrorLog accept_log;
   std::atomic<Nanos> table_full_logged{-AcceptErrorLog::kInterval * 2};
+  // Worker mode (engine.h WorkerListener). pause_at 0: never pause (single process, or own
+  // SO_REUSEPORT listeners).
+  bool shared_listener = false;  // inherited: never shut down by the engine
+  int kick_fd = -1;              // >= 0: every loop polls it (multishot) and re-arms accept
+  uint64_t pause_at = 0;
+  uint64_t resume_below = 0;
+  AcceptGate* gate = nullptr;
+  double accept_rate_per_loop = 0;  // --accept-rate / loops; 0: no limit
+  std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
+  std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
 };
 
 struct UringConn : TimerNode {
@@ -130,6 +159,7 @@ class UringLoop : NonCopyable {
   static constexpr uint64_t kUdAcceptOne = 2 << 3;
   static constexpr uint64_t kUdDrain = 3 << 3;
   static constexpr uint64_t kUdIgnore = 4 << 3;
+  static constexpr uint64_t kUdKick = 5 << 3;
   static uint64_t ud(const UringConn* c, Op op) { return reinterpret_cast<uint64_t>(c) | op; }
 
   void on_accept(const UringCqe& e, bool multishot, Nanos now);
@@ -144,7 +174,17 @@ class UringLoop : NonCopyable {
   void close_conn(UringConn* c, bool aborted, bool reset);
   void destroy(UringConn* c);
   void arm_accept(Nanos now);
+  /// Cancels every accept in flight (each once); arm_accept() re-arms after their
+  /// completions, when accepting is allowed again.
+  void cancel_accepts();
   bool budget_stops_accept(Nanos now);  // true: accepts are (being) cancelled
+  /// Connections this process may still accept before it pauses (UINT64_MAX: no pause).
+  uint64_t process_room() const;
+  /// Pauses or resumes accepting in every loop of the process, as the process's open
+  /// connections now say (pause at pause_at, resume below resume_below): flag, gate, then
+  /// kick. Decided under pause_mu from the count read there, so racing loops end in the
+  /// state the final count asks for. No-op when nothing changes. Any loop thread.
+  void update_pause();
   void shed(Nanos now);
   void log_table_full(Nanos now);
   void start_drain(Nanos now);
@@ -177,7 +217,12 @@ class UringLoop : NonCopyable {
   enum class Accept : uint8_t { kOff, kArmed, kCancelling };
   Accept accept_multi_ = Accept::kOff;
   uint32_t accept_single_ = 0;   // single-shot accepts in flight
-  Nanos accept_resume_at_ = 0;   // back-off after ENOMEM & co
+  uint32_t single_cancels_ = 0;  // ... of which a cancel was queued for (<= accept_single_)
+  bool kick_armed_ = false;      // the multishot poll on the kick eventfd is in flight
+  bool kick_failed_ = false;     // that poll failed (logged): not re-armed
+  bool kicked_ = false;          // a kick came: re-issue the accepts in flight
+  Nanos accept_resume_at_ = 0;   // back-off after ENOMEM & co, and --accept-rate
+  AcceptPacer pacer_;            // --accept-rate: single-shot accepts, one token each
   bool accept_stopped_ = false;  // the listener is gone (drain, or a fatal error)
   bool table_full_ = false;      // paused: no free slot (logged once per pause)
   bool budget_full_ = false;     // paused by the memory budget (counted once per pause)

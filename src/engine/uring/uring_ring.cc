@@ -256,6 +256,12 @@ void UringRing::poll_in(int fd, uint64_t ud) {
   io_uring_sqe_set_data64(sqe, ud);
 }
 
+void UringRing::poll_in_multishot(int fd, uint64_t ud) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+  io_uring_sqe_set_data64(sqe, ud);
+}
+
 void UringRing::recv_multishot(uint32_t slot, uint16_t group, uint64_t ud) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_recv_multishot(sqe, static_cast<int>(slot), nullptr, 0, 0);

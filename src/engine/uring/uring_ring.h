@@ -67,6 +67,7 @@ class UringRing final : public UringIo, NonCopyable {
 
   void accept(int listen_fd, bool multishot, uint64_t ud) override;
   void poll_in(int fd, uint64_t ud) override;
+  void poll_in_multishot(int fd, uint64_t ud) override;
   void recv_multishot(uint32_t slot, uint16_t group, uint64_t ud) override;
   void send(uint32_t slot, const iovec* iov, int cnt, bool zerocopy, uint64_t ud) override;
   void cancel(uint64_t target, uint64_t ud) override;
