@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A long fuzzing run of one libFuzzer target, its coverage, and the corpus it grows.
 #   usage: experiments/fuzz_long.sh FUZZER [SECONDS=3600]
-#   FUZZER: session | frame_reader | epoll_loop (tests/fuzz/<FUZZER>_fuzz.cc)
+#   FUZZER: session | frame_reader | epoll_loop | uring_loop (tests/fuzz/<FUZZER>_fuzz.cc)
 # Builds the target twice (fuzz preset: ASan+UBSan; fuzzcov preset: llvm-cov, no
 # sanitizers), fuzzes for SECONDS from the repository corpus (new inputs go to
 # results/fuzz/FUZZER/corpus), merges what adds coverage back into tests/fuzz/corpus/FUZZER
@@ -12,12 +12,13 @@
 # what else runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FUZZER=${1:?usage: experiments/fuzz_long.sh session|frame_reader|epoll_loop [SECONDS]}
+FUZZER=${1:?usage: experiments/fuzz_long.sh session|frame_reader|epoll_loop|uring_loop [SECONDS]}
 SECONDS_RUN=${2:-3600}
 case "$FUZZER" in
   session) FILES="src/core/session.cc src/proto/frame.cc" ;;
   frame_reader) FILES="src/proto/frame_reader.h src/proto/frame.cc" ;;
   epoll_loop) FILES="src/engine/epoll/epoll_loop.cc src/core/session.cc" ;;
+  uring_loop) FILES="src/engine/uring/uring_loop.cc src/engine/uring/uring_buffer_ring.cc src/core/session.cc" ;;
   *) echo "unknown fuzzer $FUZZER" >&2; exit 2 ;;
 esac
 TARGET=${FUZZER}_fuzz
