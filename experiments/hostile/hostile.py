@@ -194,7 +194,7 @@ def restore_sysctls(restore):
         print(f"sysctl {key}: restored {old}", file=sys.stderr)
 
 
-ACTIONS = ["pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset"]
+ACTIONS = ["pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset", "accept_rate"]
 
 
 def sampler(pid, t0, samples, stop):

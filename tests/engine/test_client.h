@@ -235,7 +235,9 @@ class ServerProcess {
         err_.append(b, static_cast<size_t>(n));
       }
     });
-    const auto end = Clock::now() + milliseconds(10000);
+    // Generous: a sanitized supervisor starting several workers on a loaded 2-core box took
+    // up to 34 s (only a failure waits this long).
+    const auto end = Clock::now() + milliseconds(60000);
     while (Clock::now() < end) {
       {
         std::lock_guard lock(mu_);
