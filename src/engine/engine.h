@@ -43,7 +43,7 @@ class AcceptGate {
 };
 
 /// Worker-process mode (src/server, --workers): how this process shares the port with its
-/// sibling workers and the supervisor. See docs/WORKERS.md for why.
+/// sibling workers and the supervisor. See docs/ARCHITECTURE.md "Processes" and FINDINGS 8.1.
 ///
 /// Shared listener (listen_fd >= 0): the supervisor's listening socket, inherited,
 /// non-blocking. The engine neither binds, shuts down nor closes it (the supervisor owns

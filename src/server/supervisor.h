@@ -1,6 +1,7 @@
 #pragma once
 // Supervisor (--workers N): one process above N worker processes, each with its own fd
-// table running the chosen engine (see docs/WORKERS.md for the design and its evidence).
+// table running the chosen engine (docs/ARCHITECTURE.md "Processes" has the design,
+// docs/FINDINGS.md 8.1 its evidence).
 //
 //  - Port: binds ONE listening socket before starting the workers, who inherit it and
 //    all accept from it (epoll: EPOLLEXCLUSIVE in every loop). A worker at capacity
