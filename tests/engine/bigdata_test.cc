@@ -62,20 +62,6 @@ struct ContentFile {
   return ::testing::AssertionSuccess();
 }
 
-std::map<std::string, double> scrape(uint16_t port) {
-  std::map<std::string, double> s;
-  const admin::HttpResponse r = admin::http_get("127.0.0.1", port, "/metrics", 5000);
-  EXPECT_EQ(r.status, 200) << r.error;
-  std::istringstream in(r.body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
-    s[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
-  }
-  return s;
-}
-
 /// The c10m_allocations_total sample, whatever its hook label; -1 when absent.
 double allocations(const std::map<std::string, double>& s) {
   for (const auto& [k, v] : s)
@@ -186,7 +172,7 @@ TEST_P(BigDataTest, IngestTruncAnswersEverySinkAndChunk) {
   // client may see the last reply first.
   std::map<std::string, double> s;
   for (int i = 0; i < 200; ++i) {
-    s = scrape(metrics_port());
+    s = scrape_metrics(metrics_port());
     if (s["c10m_bytes_in_total"] == static_cast<double>(req.size())) break;
     std::this_thread::sleep_for(milliseconds(20));
   }
@@ -201,7 +187,8 @@ TEST_P(BigDataTest, SteadyLoadDoesNotAllocatePerRequest) {
   start({"--metrics-addr", "127.0.0.1:0", "--fetch-send", "writev"});
   const uint16_t mport = metrics_port();
   ASSERT_NE(mport, 0);
-  if (allocations(scrape(mport)) < 0) GTEST_SKIP() << "no allocator hook in this server build";
+  if (allocations(scrape_metrics(mport)) < 0)
+    GTEST_SKIP() << "no allocator hook in this server build";
   TestClient c = connect();
   const Bytes payload64(64, 1), payload4k(4096, 2), payload64k(65535, 3);
   auto batch = [&](int n) {
@@ -220,11 +207,11 @@ TEST_P(BigDataTest, SteadyLoadDoesNotAllocatePerRequest) {
     EXPECT_EQ(got.size(), want_bytes);
   };
   batch(20);  // warm the pools and the kernel buffers
-  const double a0 = allocations(scrape(mport));
-  const double a1 = allocations(scrape(mport));
+  const double a0 = allocations(scrape_metrics(mport));
+  const double a1 = allocations(scrape_metrics(mport));
   const double per_scrape = a1 - a0;
   batch(300);  // 2,700 requests, 33 MB each way
-  const double a2 = allocations(scrape(mport));
+  const double a2 = allocations(scrape_metrics(mport));
   const double during = a2 - a1 - per_scrape;
   std::printf("allocations: %.0f per idle scrape, %.0f more while serving 2,700 requests\n",
               per_scrape, during);
@@ -257,14 +244,10 @@ TEST_P(BigDataTest, StoppedReaderIsDroppedWhileOthersStream) {
   EXPECT_GT(fetches, 2);
   uint64_t discarded = 0;
   EXPECT_TRUE(slow.wait_closed(milliseconds(10000), &discarded, uint64_t{256} << 20));
-  const auto s = scrape(metrics_port());
+  const auto s = scrape_metrics(metrics_port());
   EXPECT_EQ(s.at("c10m_write_queue_drops_total"), 1);
   EXPECT_EQ(s.at("c10m_write_queue_bytes"), 0);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  const uint64_t bound_kib = 512 * 1024;
-#else
-  const uint64_t bound_kib = 32 * 1024;
-#endif
+  const uint64_t bound_kib = kSanitized ? 512 * 1024 : 32 * 1024;
   EXPECT_LT(server_.rss_kib(), rss_start + bound_kib);
 }
 

@@ -25,26 +25,6 @@ namespace fs = std::filesystem;
 using admin::http_get;
 using admin::HttpResponse;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
-using Samples = std::map<std::string, double>;
-
-Samples parse_samples(const std::string& text) {
-  Samples s;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
-    s[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
-  }
-  return s;
-}
-
 class MetricsE2E : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -62,11 +42,7 @@ class MetricsE2E : public ::testing::TestWithParam<std::string> {
   HttpResponse get(const std::string& path, int timeout_ms = 5000) {
     return http_get("127.0.0.1", metrics_port_, path, timeout_ms);
   }
-  Samples scrape() {
-    const HttpResponse r = get("/metrics");
-    EXPECT_EQ(r.status, 200) << r.error;
-    return parse_samples(r.body);
-  }
+  Samples scrape() { return scrape_metrics(metrics_port_); }
   /// Scrapes until every expected value is there (the server counts a reply just after
   /// the kernel took it, so the client may see the bytes first). Bounded.
   Samples scrape_until(const Samples& want) {

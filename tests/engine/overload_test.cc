@@ -22,20 +22,6 @@
 namespace c10m::test {
 namespace {
 
-using Samples = std::map<std::string, double>;
-
-Samples parse_samples(const std::string& body) {
-  Samples s;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
-    s[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
-  }
-  return s;
-}
-
 std::string action_key(const char* a) {
   return std::string("c10m_overload_actions_total{action=\"") + a + "\"}";
 }
@@ -51,11 +37,7 @@ class OverloadTest : public ::testing::TestWithParam<std::string> {
     metrics_port_ = static_cast<uint16_t>(std::stoi(err.substr(at + 21)));
   }
   void TearDown() override { expect_clean_exit(server_); }
-  Samples scrape() {
-    const admin::HttpResponse r = admin::http_get("127.0.0.1", metrics_port_, "/metrics", 5000);
-    EXPECT_EQ(r.status, 200) << r.error;
-    return parse_samples(r.body);
-  }
+  Samples scrape() { return scrape_metrics(metrics_port_); }
   /// A connection with a small receive window (it will never read). -1 on failure.
   int quiet_client() {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

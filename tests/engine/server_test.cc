@@ -259,11 +259,7 @@ TEST_P(ServerTest, NonReaderIsDroppedWhileOthersAreServed) {
   EXPECT_TRUE(slow.wait_closed(milliseconds(10000), &discarded, uint64_t{256} << 20));
   EXPECT_LT(discarded, uint64_t{256} << 20);
   const uint64_t rss_end = server_.rss_kib();
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  const uint64_t bound_kib = 512 * 1024;  // sanitizer shadow and quarantine
-#else
-  const uint64_t bound_kib = 64 * 1024;
-#endif
+  const uint64_t bound_kib = kSanitized ? 512 * 1024 : 64 * 1024;  // sanitizers: shadow, quarantine
   EXPECT_LT(rss_end, rss_start + bound_kib) << "start " << rss_start << " end " << rss_end;
   ASSERT_TRUE(fast.write_all(ping()));
   expect_frame(fast, 0x01);

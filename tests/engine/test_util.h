@@ -14,7 +14,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -24,6 +26,34 @@
 #include "test_client.h"
 
 namespace c10m::test {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;  // slower: tests scale their loads down
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
+/// A Prometheus text exposition as sample (name with its labels) -> value.
+using Samples = std::map<std::string, double>;
+
+inline Samples parse_samples(const std::string& text) {
+  Samples s;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t sp = line.rfind(' ');
+    s[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+  }
+  return s;
+}
+
+/// GET /metrics from 127.0.0.1:`port`, parsed; a failed GET is a test failure and empty.
+inline Samples scrape_metrics(uint16_t port) {
+  const admin::HttpResponse r = admin::http_get("127.0.0.1", port, "/metrics", 5000);
+  EXPECT_EQ(r.status, 200) << r.error;
+  return r.status == 200 ? parse_samples(r.body) : Samples{};
+}
 
 /// Runs `cmd` with /bin/sh, stderr folded into stdout. Returns the exit status (-1 when
 /// popen fails or the shell did not exit normally); *output gets everything it printed.

@@ -28,12 +28,6 @@ namespace {
 using nlohmann::json;
 using std::chrono::milliseconds;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
 std::string read_all(const std::filesystem::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
@@ -67,10 +61,9 @@ class WorkersTest : public ::testing::TestWithParam<std::string> {
   double metric(const std::string& name) {
     const admin::HttpResponse r = admin::http_get("127.0.0.1", metrics_port_, "/metrics", 5000);
     if (r.status != 200) return -1;
-    const std::string key = "\n" + name + " ";
-    const size_t at = r.body.find(key);
-    if (at == std::string::npos) return -1;
-    return std::stod(r.body.substr(at + key.size()));
+    const Samples s = parse_samples(r.body);
+    const auto it = s.find(name);
+    return it == s.end() ? -1 : it->second;
   }
 
   /// Worker pids from the supervisor's "workers started, pids a,b,c" line.
