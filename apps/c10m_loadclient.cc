@@ -89,6 +89,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rcvbuf", rcvbuf, "SO_RCVBUF of client sockets (0: kernel default, autotuned)")
       ->capture_default_str();
+  app.add_flag("--pack-active", cfg.pack_active,
+               "--procs with --active-frac: put the active connections in the fewest "
+               "processes (the rest hold idle ones), so each wake-up serves more sends");
   app.add_flag("--reconnect", cfg.reconnect,
                "after GOAWAY or a server close, open a new connection");
   app.add_option("--connect-timeout", connect_timeout, "give up on a connect after this long")

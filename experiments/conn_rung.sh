@@ -14,6 +14,8 @@
 # Host check first: free memory, fd limit, ports, sysctls. Sysctls it must change are
 # printed and restored on exit. Writes results/<RUNG>.json and results/<RUNG>.png.
 #   RUNG=c100k CONNS=100000 ENGINES="epoll thread" RATES="0 10000 50000" bash experiments/conn_rung.sh
+# PACK=1 (default) passes --pack-active: the active connections fill the first client
+# processes (the others hold idle ones), so the client's wake-ups each serve more sends.
 # Run it under /work/tools/quiet on a shared box. BIN=DIR runs the binaries in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +27,8 @@ ACTIVE=${ACTIVE:-0.05}                        # share of connections that send
 PAYLOAD=${PAYLOAD:-64:0.9,4096:0.08,65535:0.02}
 DURATION=${DURATION:-30}                      # measured seconds after the connect phase
 RAMP=${RAMP:-20000}                           # connects/s, all client processes
-SRCIPS=${SRCIPS:-127.0.0.2-127.0.0.60}
-NSRC=${NSRC:-59}                              # addresses in SRCIPS
+SRCIPS=${SRCIPS:-127.0.0.2-127.0.0.130}
+NSRC=${NSRC:-129}                             # addresses in SRCIPS
 PORT=${PORT:-19300}
 MPORT=${MPORT:-19301}
 bin=${BIN:-build/release/apps}               # a copy keeps a long run safe from rebuilds
@@ -68,9 +70,13 @@ if [ "$need" -gt "$avail" ]; then
     "available, which allows about $allows connections: run CONNS=$allows (engines: $ENGINES)" >&2
   exit 3
 fi
+# connect() picks a port by scanning the range, even ports first: past half the range per
+# source IP every connect scans all even ones and the rate falls ~12x (FINDINGS 8.3,
+# experiments/connect_port_search.py). Keep each source IP under half the range.
 ports=$(awk '{print $2 - $1 + 1}' /proc/sys/net/ipv4/ip_local_port_range)
-if [ $((ports * NSRC)) -lt "$CONNS" ]; then
-  echo "$RUNG: $NSRC source IPs x $ports ephemeral ports < $CONNS connections: widen SRCIPS" >&2
+if [ $((ports / 2 * NSRC)) -lt "$CONNS" ]; then
+  echo "$RUNG: $NSRC source IPs x $((ports / 2)) even ephemeral ports < $CONNS connections:" \
+    "widen SRCIPS (past half the range per IP each connect() scans it)" >&2
   exit 3
 fi
 set_sysctl() {  # key value: raise to value if lower, remember the old value
@@ -173,11 +179,12 @@ for engine in $ENGINES; do
     fi
     connect_s=$(( CONNS * 13 / (RAMP * 10) + 15 ))  # the ramp + 30% + 15 s: left out as warm-up
     [ "$engine" = thread ] && connect_s=$(( connect_s + CONNS / 5000 ))  # a thread per accept
+    pack=; [ "${PACK:-1}" = 1 ] && [ "$rate" != 0 ] && pack=--pack-active
     t_launch=$(date +%s.%N)
     $bin/c10m-loadclient --addr 127.0.0.1:$PORT --conns "$CONNS" --procs "$procs" \
       --srcips "$SRCIPS" --ramp "$RAMP" --active-frac "$active" --rate "$per" --op echo \
       --payload "$PAYLOAD" --schedule poisson --warmup "${connect_s}s" --duration "${DURATION}s" \
-      --grace 15s --connect-timeout 20s --quiet --json "$tmp/client-$label.json" \
+      --grace 15s --connect-timeout 20s --quiet --json "$tmp/client-$label.json" $pack \
       >"$tmp/client-$label.out" 2>"$tmp/client-$label.err" &
     cpid=$!
     echo "$cpid" >"$tmp/cpid"

@@ -42,6 +42,7 @@ struct LoadConfig {
   uint64_t seed = 1;
   bool nodelay = true;
   bool reconnect = false;
+  bool pack_active = false;  // --procs: active connections fill the first processes
   bool live = true;  // the live line on stderr
   int server_pid = 0;
   std::string json_path;

@@ -137,7 +137,7 @@ double RunReport::loop_wait_share() const {
 }
 
 bool RunReport::client_behind() const {
-  if (config.closed_loop()) return false;
+  if (config.closed_loop() || config.active_frac <= 0) return false;  // no schedule to keep
   const bool late =
       totals.sent_measured > 0 &&
       static_cast<double>(totals.late_sends) > 0.01 * static_cast<double>(totals.sent_measured);
@@ -250,6 +250,7 @@ nlohmann::json RunReport::to_json() const {
               {"seed", c.seed},
               {"nodelay", c.nodelay},
               {"reconnect", c.reconnect},
+              {"pack_active", c.pack_active},
               {"srcips", c.srcips.size()},
               {"connect_timeout_s", static_cast<double>(c.connect_timeout) / 1e9},
               {"grace_s", static_cast<double>(c.grace) / 1e9},

@@ -100,7 +100,8 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
                           double* measured_s, std::string* fatal) {
   const int index = cfg.worker_index < 0 ? 0 : cfg.worker_index;
   const int count = cfg.worker_index < 0 ? 1 : cfg.worker_count;
-  const std::vector<uint64_t> ids = process_conn_ids(cfg.conns, index, count);
+  const std::vector<uint64_t> ids =
+      process_conn_ids(cfg.conns, index, count, cfg.pack_active ? cfg.active_frac : 0);
   const int threads = std::max(1, cfg.threads);
   std::vector<std::vector<uint64_t>> shares(static_cast<size_t>(threads));
   for (size_t i = 0; i < ids.size(); ++i) shares[i % shares.size()].push_back(ids[i]);
@@ -373,11 +374,28 @@ const char* op_name(Op op) {
   return "?";
 }
 
-std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count) {
+std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count,
+                                       double pack_active_frac) {
+  const auto index = static_cast<uint64_t>(worker_index);
+  const auto count = static_cast<uint64_t>(worker_count);
   std::vector<uint64_t> ids;
-  for (uint64_t g = static_cast<uint64_t>(worker_index); g < conns;
-       g += static_cast<uint64_t>(worker_count))
-    ids.push_back(g);
+  if (pack_active_frac <= 0 || pack_active_frac >= 1) {
+    for (uint64_t g = index; g < conns; g += count) ids.push_back(g);
+    return ids;
+  }
+  // Positions in the dealt order: actives take 0..n_active-1, idle ones follow. Process k
+  // takes the positions [begin, begin + its striped count).
+  uint64_t n_active = 0;
+  for (uint64_t g = 0; g < conns; ++g) n_active += is_active_conn(g, pack_active_frac) ? 1 : 0;
+  const uint64_t base = conns / count, extra = conns % count;
+  const uint64_t begin = index * base + std::min(index, extra);
+  const uint64_t end = begin + base + (index < extra ? 1 : 0);
+  uint64_t active_pos = 0, idle_pos = n_active;
+  for (uint64_t g = 0; g < conns; ++g) {
+    uint64_t& pos = is_active_conn(g, pack_active_frac) ? active_pos : idle_pos;
+    if (pos >= begin && pos < end) ids.push_back(g);
+    ++pos;
+  }
   return ids;
 }
 

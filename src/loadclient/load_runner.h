@@ -12,9 +12,14 @@
 
 namespace c10m::loadclient {
 
-/// The global connection ids worker process `worker_index` of `worker_count` owns
-/// (g = worker_index, worker_index + worker_count, ... below conns).
-std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count);
+/// The global connection ids worker process `worker_index` of `worker_count` owns. Every
+/// process owns the same number (within one): g = worker_index, worker_index +
+/// worker_count, ... below conns. With `pack_active_frac` > 0 (--pack-active) the ids are
+/// dealt in order from the list "every active id (is_active_conn), then every idle one"
+/// instead, so the active connections fill the fewest processes and the rest only hold
+/// idle connections (one wake-up serves more sends; the server sees the same load).
+std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count,
+                                       double pack_active_frac = 0);
 
 /// Runs the load described by `config`. `argv` is this program's command line (re-executed
 /// for --procs workers, with hidden --worker-* flags appended). Prints the live line

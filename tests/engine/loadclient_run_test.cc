@@ -343,6 +343,31 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
   EXPECT_EQ(t["conns_open"], kConns);
 }
 
+// --pack-active: the active connections fill the first process; the second holds only
+// idle ones. Every process still holds its share of connections (its fd load).
+TEST(LoadClientRun, PackActivePutsEverySenderInTheFirstProcess) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  auto r = run_client({"--addr", server->addr(), "--procs", "2", "--conns", "40", "--active-frac",
+                       "0.25", "--rate", "50", "--pack-active", "--duration", "1s", "--op", "echo",
+                       "--quiet"},
+                      "pack_active", 30s);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  ASSERT_EQ(r.result["processes"].size(), 2u);
+  for (const json& p : r.result["processes"]) {
+    EXPECT_EQ(p["conns_target"], 20);
+    EXPECT_EQ(p["conns_open"], 20);
+    EXPECT_EQ(p["active_target"], p["index"] == 0 ? 10 : 0) << p.dump();
+    if (p["index"] == 1) {
+      EXPECT_EQ(p["ops_completed"], 0);
+    }
+  }
+  EXPECT_GT(r.result["totals"]["done_measured"].get<int64_t>(), 0);
+  EXPECT_EQ(r.result["summary"]["errors"], 0);
+  EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+}
+
 // Closed loop: the replacements for the replies of one read leave together, so with 8 in
 // flight a connection writes up to 8 frames per syscall (never more: that would mean more
 // than 8 in flight), and every reply still matches its request in order.
@@ -535,6 +560,21 @@ TEST(LoadClientRun, ClientStarvedByTheSchedulerIsReported) {
       << s.dump();
   EXPECT_NE(r.out.find("starved"), std::string::npos) << r.out;
   EXPECT_EQ(s["mismatches"], 0);
+}
+
+// A run with no active connection has no schedule to fall behind: starving it is not
+// reported as "fell behind" (seen on a 1,000,000-connection idle run).
+TEST(LoadClientRun, IdleRunHasNoScheduleToFallBehind) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  auto r = run_client({"--addr", server->addr(), "--conns", "10", "--active-frac", "0",
+                       "--duration", "1s", "--quiet"},
+                      "idle_only", 30s);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  EXPECT_EQ(r.result["summary"]["conns"]["open"], 10);
+  EXPECT_FALSE(r.result["summary"]["client_behind"].get<bool>());
+  EXPECT_EQ(r.out.find("FELL BEHIND"), std::string::npos) << r.out;
 }
 
 }  // namespace

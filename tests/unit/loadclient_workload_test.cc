@@ -145,5 +145,25 @@ TEST(Workload, ProcessesPartitionTheConnections) {
   EXPECT_EQ(process_conn_ids(10, 3, 4).size(), 2u);
 }
 
+TEST(Workload, PackedActiveConnectionsFillTheFirstProcesses) {
+  const uint64_t conns = 40001;
+  const double frac = 0.05;  // ~2,000 active: all fit in process 0 of 4 (~10,000 ids each)
+  uint64_t n_active = 0;
+  for (uint64_t g = 0; g < conns; ++g) n_active += is_active_conn(g, frac) ? 1 : 0;
+  std::vector<int> owner(conns, -1);
+  for (int w = 0; w < 4; ++w) {
+    const auto ids = process_conn_ids(conns, w, 4, frac);
+    EXPECT_EQ(ids.size(), process_conn_ids(conns, w, 4).size()) << w;  // same fd load
+    uint64_t active = 0;
+    for (uint64_t g : ids) {
+      ASSERT_EQ(owner[g], -1);
+      owner[g] = w;
+      active += is_active_conn(g, frac) ? 1 : 0;
+    }
+    EXPECT_EQ(active, w == 0 ? n_active : 0u) << w;
+  }
+  EXPECT_EQ(std::count(owner.begin(), owner.end(), -1), 0);
+}
+
 }  // namespace
 }  // namespace c10m::loadclient
