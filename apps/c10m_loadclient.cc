@@ -28,8 +28,8 @@ int main(int argc, char** argv) {
   LoadConfig cfg;
   std::vector<std::string> addrs;
   std::string op = "echo", payload = "64", schedule = "fixed", srcips;
-  std::string duration = "10s", warmup = "0", connect_timeout = "5s", grace = "2s", chunk = "16KiB",
-              send_slack = "50us", sndbuf = "0", rcvbuf = "0";
+  std::string duration = "10s", warmup = "0", sends_from = "0", connect_timeout = "5s",
+              grace = "2s", chunk = "16KiB", send_slack = "50us", sndbuf = "0", rcvbuf = "0";
   bool quiet = false, version = false;
   int64_t worker_t0 = 0;
 
@@ -69,6 +69,11 @@ int main(int argc, char** argv) {
   app.add_option("--duration", duration, "measured time after warm-up (the run always ends)")
       ->capture_default_str();
   app.add_option("--warmup", warmup, "leading time whose samples are left out")
+      ->capture_default_str();
+  app.add_option("--sends-from", sends_from,
+                 "open model: no active connection sends before this time after the start "
+                 "(0: each from its connect); with --ramp, the ramp's length keeps the "
+                 "connects and the load apart")
       ->capture_default_str();
   app.add_option("--ramp", cfg.ramp,
                  "connections opened per second, all processes (0: as fast as possible)")
@@ -157,6 +162,7 @@ int main(int argc, char** argv) {
     Nanos* out;
   } durations[] = {{"--duration", &duration, &cfg.duration},
                    {"--warmup", &warmup, &cfg.warmup},
+                   {"--sends-from", &sends_from, &cfg.sends_from},
                    {"--connect-timeout", &connect_timeout, &cfg.connect_timeout},
                    {"--grace", &grace, &cfg.grace},
                    {"--send-slack", &send_slack, &cfg.send_slack}};
@@ -169,6 +175,10 @@ int main(int argc, char** argv) {
   }
   if (cfg.duration <= 0) return usage_error("--duration must be > 0 (every run ends by itself)");
   if (cfg.connect_timeout <= 0) return usage_error("--connect-timeout must be > 0");
+  if (cfg.sends_from > 0 && cfg.closed_loop())
+    return usage_error("--sends-from applies to the open model only (not with --inflight)");
+  if (cfg.sends_from >= cfg.warmup + cfg.duration)
+    return usage_error("--sends-from must end before the run does (--warmup + --duration)");
   if (cfg.send_slack > kMillisecond) return usage_error("--send-slack must be 0..1ms");
   for (auto [flag, text, out] : {std::tuple{"--sndbuf", &sndbuf, &cfg.sndbuf},
                                  std::tuple{"--rcvbuf", &rcvbuf, &cfg.rcvbuf}}) {

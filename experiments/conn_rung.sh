@@ -14,8 +14,10 @@
 # Host check first: free memory, fd limit, ports, sysctls. Sysctls it must change are
 # printed and restored on exit. Writes results/<RUNG>.json and results/<RUNG>.png.
 #   RUNG=c100k CONNS=100000 ENGINES="epoll thread" RATES="0 10000 50000" bash experiments/conn_rung.sh
-# PACK=1 (default) passes --pack-active: the active connections fill the first client
-# processes (the others hold idle ones), so the client's wake-ups each serve more sends.
+# The active connections send nothing until the ramp is over (--sends-from: the ramp's
+# length + 10% + 5 s), so the connects and the load never compete; HOLD=0 lets each send
+# from its connect. PACK=1 passes --pack-active (the active connections fill the first
+# client processes); off by default: at 1M it saturated those few processes (FINDINGS 8.3).
 # Run it under /work/tools/quiet on a shared box. BIN=DIR runs the binaries in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,25 @@ NSRC=${NSRC:-129}                             # addresses in SRCIPS
 PORT=${PORT:-19300}
 MPORT=${MPORT:-19301}
 bin=${BIN:-build/release/apps}               # a copy keeps a long run safe from rebuilds
+# EHASH=N: run everything (server, client, sampler) in a new network namespace that owns
+# an established-socket hash of N buckets (net.ipv4.tcp_child_ehash_entries, read when a
+# namespace is created; set for that moment, printed and restored). The boot-time table
+# is shared by every namespace and sized from RAM (262,144 here): 1M connection pairs are
+# 2M sockets in it, ~8 per bucket, and every segment walks a bucket (FINDINGS 8.3).
+if [ -n "${EHASH:-}" ] && [ -z "${C10M_RUNG_NETNS:-}" ]; then
+  ns=c10m-rung-$$
+  old=$(sysctl -n net.ipv4.tcp_child_ehash_entries)
+  echo "sysctl net.ipv4.tcp_child_ehash_entries: $old -> $EHASH for creating netns $ns, then restored" >&2
+  sysctl -qw net.ipv4.tcp_child_ehash_entries="$EHASH"
+  made=0; ip netns add "$ns" || made=$?
+  sysctl -qw net.ipv4.tcp_child_ehash_entries="$old"
+  [ "$made" = 0 ] || { echo "$RUNG: cannot create network namespace $ns" >&2; exit 3; }
+  trap 'ip netns del "$ns"' EXIT
+  ip netns exec "$ns" ip link set lo up
+  echo "netns $ns: net.ipv4.tcp_ehash_entries = $(ip netns exec "$ns" sysctl -n net.ipv4.tcp_ehash_entries)" >&2
+  rc=0; C10M_RUNG_NETNS=$ns ip netns exec "$ns" bash experiments/conn_rung.sh || rc=$?
+  exit "$rc"
+fi
 [ -x $bin/c10m-server ] && [ -x $bin/c10m-loadclient ] || {
   cmake --preset release >/dev/null && cmake --build --preset release -j2 \
     --target c10m-server c10m-loadclient >/dev/null; }
@@ -150,7 +171,9 @@ while True:
     s["tcp_inuse"], s["tcp_tw"], s["tcp_alloc"], s["tcp_mem_bytes"] = int(m[1]), int(m[3]), int(m[4]), int(m[5]) * page
     s["file_nr"] = int(open("/proc/sys/fs/file-nr").read().split()[0])
     c = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    s["stat"] = {"user": c[0] + c[1], "sys": c[2], "idle": c[3] + c[4], "softirq": c[6], "total": sum(c)}
+    ctxt = next(int(l.split()[1]) for l in open("/proc/stat") if l.startswith("ctxt "))
+    s["stat"] = {"user": c[0] + c[1], "sys": c[2], "idle": c[3] + c[4], "softirq": c[6], "total": sum(c),
+                 "ctxt": ctxt}
     f.write(json.dumps(s) + "\n"); f.flush()
     time.sleep(max(0.0, 1.0 - (time.time() - s["t"])))
 PY
@@ -179,12 +202,13 @@ for engine in $ENGINES; do
     fi
     connect_s=$(( CONNS * 13 / (RAMP * 10) + 15 ))  # the ramp + 30% + 15 s: left out as warm-up
     [ "$engine" = thread ] && connect_s=$(( connect_s + CONNS / 5000 ))  # a thread per accept
-    pack=; [ "${PACK:-1}" = 1 ] && [ "$rate" != 0 ] && pack=--pack-active
+    pack=; [ "${PACK:-0}" = 1 ] && [ "$rate" != 0 ] && pack=--pack-active
+    hold=; [ "${HOLD:-1}" = 1 ] && [ "$rate" != 0 ] && hold="--sends-from $(( CONNS * 11 / (RAMP * 10) + 5 ))s"
     t_launch=$(date +%s.%N)
     $bin/c10m-loadclient --addr 127.0.0.1:$PORT --conns "$CONNS" --procs "$procs" \
       --srcips "$SRCIPS" --ramp "$RAMP" --active-frac "$active" --rate "$per" --op echo \
       --payload "$PAYLOAD" --schedule poisson --warmup "${connect_s}s" --duration "${DURATION}s" \
-      --grace 15s --connect-timeout 20s --quiet --json "$tmp/client-$label.json" $pack \
+      --grace 15s --connect-timeout 20s --quiet --json "$tmp/client-$label.json" $pack $hold \
       >"$tmp/client-$label.out" 2>"$tmp/client-$label.err" &
     cpid=$!
     echo "$cpid" >"$tmp/cpid"
@@ -197,6 +221,8 @@ for engine in $ENGINES; do
         >/dev/null 2>&1 || true
       perf report -q -i "$tmp/perf-$label.data" --stdio --sort dso,sym --percent-limit 1 \
         2>/dev/null | grep -v '^$' | head -n 25 >"$tmp/perf-$label.txt" || true
+      perf report -q -i "$tmp/perf-$label.data" --stdio --sort comm --percent-limit 1 \
+        2>/dev/null | grep -v '^$' | head -n 12 >"$tmp/perf-comm-$label.txt" || true
     fi
     rc=0; wait "$cpid" || rc=$?
     cpid=
@@ -252,7 +278,7 @@ r = {
   "window_s": window,
   "server_cores": (w1["server_cpu_s"] - w0["server_cpu_s"]) / window if window > 0 else None,
   "client_cores": None,
-  "box_softirq_cores": None, "box_busy_cores": None,
+  "box_softirq_cores": None, "box_busy_cores": None, "box_ctxt_per_s": None, "box_ctxt_per_frame": None,
   "client_rc": int(rc), "server_rc": int(swait), "drain": drain,
 }
 st0, st1 = w0["stat"], w1["stat"]
@@ -262,13 +288,17 @@ if tot > 0:
     cores = os.cpu_count()
     r["box_softirq_cores"] = (st1["softirq"] - st0["softirq"]) / tot * cores
     r["box_busy_cores"] = (tot - (st1["idle"] - st0["idle"])) / tot * cores
+    if window > 0:
+        r["box_ctxt_per_s"] = (st1["ctxt"] - st0["ctxt"]) / window  # context switches, whole box
 if c:
     s, t = c["summary"], c["totals"]
     r.update({
       "client_summary": {"conns": s["conns"], "rate": s["rate"], "latency_us": s["latency_us"],
                          "errors": s["errors"], "mismatches": s["mismatches"],
                          "client_behind": s["client_behind"], "behind_cause": s["behind_cause"],
-                         "cpu": s["cpu"], "measured_s": s.get("measured_s")},
+                         "cpu": s["cpu"], "measured_s": s.get("measured_s"),
+                         "syscalls": s.get("syscalls"), "client_loops": s.get("client_loops"),
+                         "late_sends": s.get("late_sends")},
       "totals": {k: t[k] for k in ("conns_opened", "conns_open", "ops_sent", "ops_done", "sent_measured",
                                    "done_measured", "unanswered", "incomplete_at_end", "goaways",
                                    "unexpected_closes", "connect_failures", "error_frames", "errors")},
@@ -277,6 +307,8 @@ if c:
     done = t["done_measured"]
     if done and r["server_cores"] is not None:
         r["server_us_per_frame"] = r["server_cores"] * window / done * 1e6 if done else None
+        if r["box_ctxt_per_s"] is not None:
+            r["box_ctxt_per_frame"] = r["box_ctxt_per_s"] * window / done
         r["client_us_per_frame"] = s["cpu"]["client_ns_per_frame"] / 1000 if s["cpu"]["client_ns_per_frame"] else None
     if s["cpu"].get("client_s") and s.get("measured_s"):
         r["client_cores"] = s["cpu"]["client_s"] / s["measured_s"]
@@ -284,6 +316,10 @@ try:
     r["perf_comm_dso"] = [l.strip() for l in open(f"{tmp}/perf-{label}.txt").read().splitlines()]
 except OSError:
     r["perf_comm_dso"] = None
+try:  # share of all samples by command (server workers and client processes are "exe")
+    r["perf_comm"] = [l.strip() for l in open(f"{tmp}/perf-comm-{label}.txt").read().splitlines()]
+except OSError:
+    r["perf_comm"] = None
 r["series"] = [{k: v for k, v in s.items() if k != "worker_conns"} for s in series]
 r["t_launch"], r["t_term"] = t_launch, t_term
 json.dump(r, open(f"{tmp}/run-{label}.json", "w"))
@@ -305,7 +341,8 @@ import json, subprocess, sys
 # Each run's record is a file (a long run's per-second series is too large for argv).
 rung, rows = sys.argv[1], [json.load(open(p)) for p in sys.argv[2:]]
 host = json.loads(subprocess.run(["bash", "scripts/host_record.sh"], capture_output=True, text=True).stdout)
-json.dump({"experiment": rung, "host": host, "runs": rows}, open(f"results/{rung}.json", "w"), indent=2)
+ehash = int(open("/proc/sys/net/ipv4/tcp_ehash_entries").read())  # < 0: the shared boot table
+json.dump({"experiment": rung, "host": host, "tcp_ehash_entries": ehash, "runs": rows}, open(f"results/{rung}.json", "w"), indent=2)
 def f(v, fmt="{:.0f}"):
     return "-" if v is None else fmt.format(v)
 print(f"{'run':14} {'conns':>8} {'connect s':>9} {'conn/s':>7} {'srv B/c':>7} {'slab B/pair':>11} "
@@ -321,6 +358,11 @@ for r in rows:
           f"{f(r.get('server_us_per_frame'), '{:.1f}'):>8} {f(r.get('client_us_per_frame'), '{:.1f}'):>8} "
           f"{f(r['server_cores'], '{:.2f}'):>9} {f(r['client_cores'], '{:.2f}'):>9} {f(r['box_softirq_cores'], '{:.2f}'):>7}")
     print(f"{'':14} {r['drain']}; {r['capacity_line']}; MemAvailable min {r['mem_available_min_bytes'] / 2**30:.1f} GiB")
+    if r.get("box_busy_cores") is not None:
+        print(f"{'':14} box busy {r['box_busy_cores']:.2f} cores; context switches {f(r.get('box_ctxt_per_s'))}/s, "
+              f"{f(r.get('box_ctxt_per_frame'), '{:.1f}')} per frame")
+    for l in (r.get("perf_comm") or [])[:6]:
+        print(f"{'':14} perf by command: {l}")
     for l in (r.get("perf_comm_dso") or [])[:8]:
         print(f"{'':14} perf: {l}")
 print(f"(srv B/c: server RSS of all its processes per connection; slab B/pair: kernel slab per\n"

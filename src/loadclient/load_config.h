@@ -31,6 +31,7 @@ struct LoadConfig {
   Schedule schedule;              // kind + rate (rate copied from `rate`) + jitter
   Nanos duration = 10 * kSecond;  // measured phase (after warm-up); the run always ends
   Nanos warmup = 0;               // samples whose intended send time is earlier are left out
+  Nanos sends_from = 0;           // open model: no active connection sends before t0 + this
   Nanos connect_timeout = 5 * kSecond;
   Nanos grace = 2 * kSecond;  // after the last send: wait this long for owed replies
   double ramp = 0;            // connections opened per second, all processes; 0 = at once
@@ -43,7 +44,7 @@ struct LoadConfig {
   bool nodelay = true;
   bool reconnect = false;
   bool pack_active = false;  // --procs: active connections fill the first processes
-  bool live = true;  // the live line on stderr
+  bool live = true;          // the live line on stderr
   int server_pid = 0;
   std::string json_path;
   std::string hgrm_path;

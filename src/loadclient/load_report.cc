@@ -244,6 +244,7 @@ nlohmann::json RunReport::to_json() const {
               {"jitter", c.schedule.jitter},
               {"duration_s", static_cast<double>(c.duration) / 1e9},
               {"warmup_s", static_cast<double>(c.warmup) / 1e9},
+              {"sends_from_s", static_cast<double>(c.sends_from) / 1e9},
               {"ramp_per_s", c.ramp},
               {"threads", c.threads},
               {"procs", c.procs},

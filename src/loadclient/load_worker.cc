@@ -314,7 +314,7 @@ struct LoadWorker::Impl {
       for (uint32_t k = 0; k < cfg.inflight && c.state == State::kOpen; ++k)
         send_op(c, idx, now, now);
     } else {
-      timers.push(idx, now + cfg.schedule.first_offset(c.act->rng));
+      timers.push(idx, std::max(now, t0 + cfg.sends_from) + cfg.schedule.first_offset(c.act->rng));
     }
   }
 

@@ -348,10 +348,10 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
 TEST(LoadClientRun, PackActivePutsEverySenderInTheFirstProcess) {
   std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
   ASSERT_TRUE(server);
-  auto r = run_client({"--addr", server->addr(), "--procs", "2", "--conns", "40", "--active-frac",
-                       "0.25", "--rate", "50", "--pack-active", "--duration", "1s", "--op", "echo",
-                       "--quiet"},
-                      "pack_active", 30s);
+  auto r = run_client(
+      {"--addr", server->addr(), "--procs", "2", "--conns", "40", "--active-frac", "0.25", "--rate",
+       "50", "--pack-active", "--duration", "1s", "--op", "echo", "--quiet"},
+      "pack_active", 30s);
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
   ASSERT_EQ(r.result["processes"].size(), 2u);
@@ -575,6 +575,26 @@ TEST(LoadClientRun, IdleRunHasNoScheduleToFallBehind) {
   EXPECT_EQ(r.result["summary"]["conns"]["open"], 10);
   EXPECT_FALSE(r.result["summary"]["client_behind"].get<bool>());
   EXPECT_EQ(r.out.find("FELL BEHIND"), std::string::npos) << r.out;
+}
+
+// --sends-from holds every schedule until that time after the start: over a 2 s run with
+// sends from 1 s, 4 connections at 50/s send about 200 requests, not 400.
+TEST(LoadClientRun, SendsFromHoldsTheScheduleUntilThen) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  auto r =
+      run_client({"--addr", server->addr(), "--conns", "4", "--rate", "50", "--schedule", "fixed",
+                  "--sends-from", "1s", "--duration", "2s", "--op", "echo", "--quiet"},
+                 "sends_from", 30s);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& s = r.result["summary"];
+  EXPECT_EQ(r.result["config"]["sends_from_s"], 1.0);
+  const uint64_t out = s["syscalls"]["frames_out"].get<uint64_t>();
+  EXPECT_GE(out, 120u) << s.dump();
+  EXPECT_LE(out, 280u) << s.dump();
+  EXPECT_EQ(s["mismatches"], 0);
+  EXPECT_EQ(s["errors"], 0);
 }
 
 }  // namespace
