@@ -65,6 +65,26 @@ std::string bind_listeners(const core::ServerConfig& config, size_t count, bool 
   return "";
 }
 
+int adopt_worker_share(const WorkerListener& listener, WorkerShare* share,
+                       core::ServerConfig* config, uint16_t* port) {
+  if (listener.listen_fd >= 0) {
+    share->shared_listener = true;
+    share->kick_fd = listener.kick_fd;
+    share->pause_at = listener.capacity;
+    share->resume_below = listener.resume_below;
+    share->gate = listener.gate;
+    if (auto local = sys::local_endpoint(listener.listen_fd)) *port = ntohs(local->sin_port);
+    return listener.listen_fd;
+  }
+  if (listener.capacity != 0) {
+    // Own SO_REUSEPORT listeners: the kernel keeps hashing connections here, so a full
+    // worker refuses rather than leave them in its backlog.
+    if (config->max_conns == 0 || config->max_conns > listener.capacity)
+      config->max_conns = listener.capacity;
+  }
+  return -1;
+}
+
 std::unique_ptr<core::ContentSource> make_content(const core::ServerConfig& config) {
   if (config.fetch_file.empty()) return core::make_pattern_source();
   return core::make_file_source(config.fetch_file);

@@ -1,16 +1,19 @@
 #pragma once
 // Pieces the engines share: the drain signal, binding the listeners, the content source, throttled
-// accept-error logging, heap counter blocks, and merging a private counter block into a
-// shared one. Engine-internal (apps include engine.h only).
+// accept-error logging, worker-mode state of the event-loop engines, heap counter blocks, and
+// merging a private counter block into a shared one. Engine-internal (apps include engine.h
+// only).
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "base/clock.h"
 #include "core/content_source.h"
 #include "core/server_config.h"
+#include "engine/engine.h"
 #include "metrics/counters.h"
 #include "sys/socket.h"
 
@@ -43,6 +46,33 @@ class DrainSignal {
 /// "address 127.0.0.1:7000 is in use (another server running? pick another --addr)".
 std::string bind_listeners(const core::ServerConfig& config, size_t count, bool nonblocking,
                            std::vector<sys::Fd>* out, uint16_t* port);
+
+/// Worker mode (engine.h WorkerListener) as every loop of one event-loop engine (epoll,
+/// uring) sees it; a member of the engine's shared state, owned by the engine, outliving its
+/// loops. pause_at 0: never pause (a single process, or own SO_REUSEPORT listeners).
+/// Threads: the plain fields are written only by adopt_worker_share(), on the engine's
+/// thread before run() starts the loops, and are read-only from then on (any loop thread).
+/// `paused` is written by any loop thread, only under pause_mu; loops read it without the
+/// lock (relaxed) to decide whether to accept. pause_mu orders the pause/resume transitions:
+/// the flag's change and the gate call that follows it are made under it, so that when two
+/// loops race the gate sees the changes in the flag's order (rare, off the data path).
+struct WorkerShare {
+  bool shared_listener = false;     // inherited: never shut down by the engine
+  int kick_fd = -1;                 // >= 0: written after each transition; every loop watches it
+  uint64_t pause_at = 0;            // the process stops accepting at this many connections
+  uint64_t resume_below = 0;        // and accepts again below this many
+  AcceptGate* gate = nullptr;       // told of each transition (outlives the engine)
+  std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
+  std::mutex pause_mu;
+};
+
+/// An event-loop engine's adopt_worker_listener(): with a shared listener (listen_fd >= 0)
+/// fills `share` from `listener` and sets `port` to the listener's port, and returns the
+/// listener's fd (still owned by the supervisor); with own listeners and a capacity, lowers
+/// config->max_conns to it (a full worker refuses: the kernel keeps hashing connections to
+/// it) and returns -1. Call once, before the loops start.
+int adopt_worker_share(const WorkerListener& listener, WorkerShare* share,
+                       core::ServerConfig* config, uint16_t* port);
 
 /// The FETCH content of `config` (pattern or --fetch-file). Throws std::runtime_error.
 std::unique_ptr<core::ContentSource> make_content(const core::ServerConfig& config);

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "admin/http_get.h"
@@ -40,6 +41,34 @@ size_t count_of(const std::string& text, const std::string& needle) {
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
   return n;
 }
+
+/// A command (the load client) run on its own thread from construction. The destructor
+/// joins it, so a test that returns early (a failed ASSERT) waits for the command instead
+/// of destroying a joinable std::thread. status() and output() are valid after join().
+class BackgroundCommand {
+ public:
+  explicit BackgroundCommand(std::string cmd)
+      : thread_([this, cmd = std::move(cmd)] {
+          status_ = run_command(cmd, &output_);
+          done_ = true;
+        }) {}
+  ~BackgroundCommand() { join(); }
+  BackgroundCommand(const BackgroundCommand&) = delete;
+  BackgroundCommand& operator=(const BackgroundCommand&) = delete;
+
+  bool done() const { return done_.load(); }  // any thread
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  int status() const { return status_; }
+  const std::string& output() const { return output_; }
+
+ private:
+  int status_ = -1;
+  std::string output_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;  // last: starts once the members it writes exist
+};
 
 class WorkersTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -122,28 +151,22 @@ class WorkersTest : public ::testing::TestWithParam<std::string> {
     cmd << C10M_LOADCLIENT_BIN << " --addr 127.0.0.1:" << server_.port() << " --procs " << procs
         << " --conns " << conns << " --srcips 127.0.0.2-127.0.0.9 --active-frac 1 --rate " << rate
         << " --op ping --duration " << duration_s << "s --grace 10s --quiet --json " << json_path;
-    int status = -1;
-    std::string out;
-    std::atomic<bool> client_done{false};
-    std::thread client([&] {
-      status = run_command(cmd.str(), &out);
-      client_done = true;
-    });
+    BackgroundCommand client(cmd.str());
     // /metrics sums every worker: all `conns` open at once, and the per-worker gauges add up.
     // Scraped until the client ends (a slow sanitized client may need all its run to open
     // every connection); the most seen at once is what counts.
     double open_seen = 0, per_worker_sum = 0;
-    while (!client_done) {
+    while (!client.done()) {
       std::this_thread::sleep_for(milliseconds(250));
       const double open = metric("c10m_conns_open");
       open_seen = std::max(open_seen, open);
       if (open == conns && per_worker_sum != conns) per_worker_sum = sum_worker_gauges();
     }
     client.join();
-    ASSERT_EQ(status, 0) << out;
+    ASSERT_EQ(client.status(), 0) << client.output();
     const json r = json::parse(read_all(json_path), nullptr, false);
     std::filesystem::remove_all(dir);
-    ASSERT_FALSE(r.is_discarded()) << out;
+    ASSERT_FALSE(r.is_discarded()) << client.output();
     EXPECT_EQ(open_seen, conns) << "c10m_conns_open never reached every connection";
     EXPECT_EQ(per_worker_sum, conns) << "per-worker gauges do not add up to the total";
     const json& s = r["summary"];
@@ -268,17 +291,11 @@ TEST_P(WorkersTest, WorkerKilledUnderLoadCostsOnlyItsOwnConnections) {
       << " --active-frac 1 --rate " << (kSanitized ? 5 : 20)
       << " --op echo --payload 64 --reconnect --duration 10s --grace 10s --quiet --json "
       << json_path;
-  int status = -1;
-  std::string out;
-  std::atomic<bool> client_done{false};
-  std::thread client([&] {
-    status = run_command(cmd.str(), &out);
-    client_done = true;
-  });
+  BackgroundCommand client(cmd.str());
   // Once every connection is open, note what the fullest worker holds and kill it.
   double open = 0;
   const auto end = Clock::now() + std::chrono::seconds(8);
-  while (!client_done && Clock::now() < end && open != conns) {
+  while (!client.done() && Clock::now() < end && open != conns) {
     std::this_thread::sleep_for(milliseconds(100));
     open = metric("c10m_conns_open");
   }
@@ -296,10 +313,10 @@ TEST_P(WorkersTest, WorkerKilledUnderLoadCostsOnlyItsOwnConnections) {
   ASSERT_EQ(::kill(pids[victim], SIGKILL), 0);
   EXPECT_TRUE(server_.wait_stderr("restarted it")) << server_.stderr_text();
   client.join();
-  ASSERT_EQ(status, 0) << out;
+  ASSERT_EQ(client.status(), 0) << client.output();
   const json r = json::parse(read_all(json_path), nullptr, false);
   std::filesystem::remove_all(dir);
-  ASSERT_FALSE(r.is_discarded()) << out;
+  ASSERT_FALSE(r.is_discarded()) << client.output();
   const json& t = r["totals"];
   std::printf("killed worker %d of 3 holding %.0f of %d connections; lost in flight: %s\n", victim,
               victim_conns, conns, t["unanswered"].dump().c_str());

@@ -315,13 +315,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Worker mode: pause at 1..kSlots connections (0: a single process).
   static const int kick_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   FakeGate gate;
-  shared.pause_at = fdp.ConsumeIntegralInRange<uint64_t>(0, kSlots);
-  shared.resume_below =
-      shared.pause_at == 0 ? 0 : fdp.ConsumeIntegralInRange<uint64_t>(1, shared.pause_at);
-  shared.shared_listener = shared.pause_at != 0;
-  shared.kick_fd = shared.pause_at != 0 ? kick_fd : -1;
-  shared.gate = shared.pause_at != 0 ? &gate : nullptr;
-  shared.paused.store(false);
+  WorkerShare& worker = shared.worker;
+  worker.pause_at = fdp.ConsumeIntegralInRange<uint64_t>(0, kSlots);
+  worker.resume_below =
+      worker.pause_at == 0 ? 0 : fdp.ConsumeIntegralInRange<uint64_t>(1, worker.pause_at);
+  worker.shared_listener = worker.pause_at != 0;
+  worker.kick_fd = worker.pause_at != 0 ? kick_fd : -1;
+  worker.gate = worker.pause_at != 0 ? &gate : nullptr;
+  worker.paused.store(false);
   metrics::ThreadCounters counters;
 
   UringBufferRing bufs(fdp.ConsumeIntegralInRange<uint32_t>(1, 4),
@@ -437,7 +438,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       loop.turn_end(now);
       // The gate follows the pause; a paused process has no accept left to arm.
-      if (shared.pause_at != 0) FUZZ_CHECK(gate.accepting_ == !shared.paused.load());
+      if (worker.pause_at != 0) FUZZ_CHECK(gate.accepting_ == !worker.paused.load());
       return true;
     };
 

@@ -29,20 +29,7 @@ EpollEngine::EpollEngine(const core::ServerConfig& config, CounterSlots* counter
 EpollEngine::~EpollEngine() = default;
 
 std::string EpollEngine::adopt_worker_listener(const WorkerListener& listener) {
-  if (listener.listen_fd >= 0) {
-    inherited_fd_ = listener.listen_fd;
-    shared_.shared_listener = true;
-    shared_.kick_fd = listener.kick_fd;
-    shared_.pause_at = listener.capacity;
-    shared_.resume_below = listener.resume_below;
-    shared_.gate = listener.gate;
-    if (auto local = sys::local_endpoint(inherited_fd_)) port_ = ntohs(local->sin_port);
-  } else if (listener.capacity != 0) {
-    // Own SO_REUSEPORT listeners: the kernel keeps hashing connections here, so a full
-    // worker refuses rather than leave them in its backlog.
-    if (config_.max_conns == 0 || config_.max_conns > listener.capacity)
-      config_.max_conns = listener.capacity;
-  }
+  inherited_fd_ = adopt_worker_share(listener, &shared_.worker, &config_, &port_);
   return "";
 }
 

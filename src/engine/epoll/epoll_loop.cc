@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -74,14 +75,14 @@ std::string EpollLoop::init() {
   ev.data.ptr = &kDrainTag;
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, shared_->drain_fd, &ev) != 0)
     return std::string("epoll_ctl(drain): ") + std::strerror(errno);
-  if (shared_->kick_fd >= 0) {
+  if (shared_->worker.kick_fd >= 0) {
     // Edge-triggered and never read: every write by any worker wakes every loop once.
     ev.events = EPOLLIN | EPOLLET;
     ev.data.ptr = &kKickTag;
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, shared_->kick_fd, &ev) != 0)
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, shared_->worker.kick_fd, &ev) != 0)
       return std::string("epoll_ctl(kick): ") + std::strerror(errno);
   }
-  if (shared_->paused.load(std::memory_order_relaxed)) return "";
+  if (shared_->worker.paused.load(std::memory_order_relaxed)) return "";
   add_listener();
   if (!listener_registered_) return std::string("epoll_ctl(listener): ") + std::strerror(errno);
   return "";
@@ -103,7 +104,7 @@ void EpollLoop::remove_listener() {
 }
 
 void EpollLoop::sync_listener(bool rearm) {
-  const bool want = !draining_ && !shared_->paused.load(std::memory_order_relaxed) &&
+  const bool want = !draining_ && !shared_->worker.paused.load(std::memory_order_relaxed) &&
                     listener_resume_at_ == kNever;
   if (want && listener_registered_ && rearm) remove_listener();
   if (want && !listener_registered_) {
@@ -115,17 +116,18 @@ void EpollLoop::sync_listener(bool rearm) {
 
 void EpollLoop::kick() {
   const uint64_t one = 1;
-  ssize_t rc = ::write(shared_->kick_fd, &one, sizeof one);
+  ssize_t rc = ::write(shared_->worker.kick_fd, &one, sizeof one);
   (void)rc;
 }
 
 void EpollLoop::set_paused(bool paused) {
   // Transitions are rare (a worker reaching or leaving its capacity); the lock keeps the
   // gate's view in the order of the flag's changes when two loops race.
-  std::lock_guard lock(shared_->pause_mu);
-  if (shared_->paused.load(std::memory_order_relaxed) == paused) return;
-  shared_->paused.store(paused, std::memory_order_relaxed);
-  if (shared_->gate != nullptr) shared_->gate->set_accepting(!paused);
+  WorkerShare& worker = shared_->worker;
+  std::lock_guard lock(worker.pause_mu);
+  if (worker.paused.load(std::memory_order_relaxed) == paused) return;
+  worker.paused.store(paused, std::memory_order_relaxed);
+  if (worker.gate != nullptr) worker.gate->set_accepting(!paused);
   // Every loop of every worker wakes: this process's loops follow the flag, the siblings
   // re-arm (and take what this one left in the backlog), the supervisor re-reads the board.
   kick();
@@ -221,7 +223,7 @@ DrainReport EpollLoop::run() {
     // kBudgetRecheck); the listener comes back once it falls below.
     const bool budget_full = account_.pressure() >= core::Pressure::kStopAccept;
     if (!draining_ && !listener_registered_ && now >= listener_resume_at_ &&
-        !shared_->paused.load(std::memory_order_relaxed)) {
+        !shared_->worker.paused.load(std::memory_order_relaxed)) {
       if (budget_full) {
         listener_resume_at_ = now + kBudgetRecheck;
       } else {
@@ -432,8 +434,8 @@ void EpollLoop::close_conn(EpollConn* c, bool aborted) {
   // at once must not be refused by --max-conns).
   const uint64_t open_now = shared_->open.fetch_sub(1, std::memory_order_relaxed) - 1;
   counters_->conns_closed.add();
-  if (shared_->pause_at != 0 && !draining_ && open_now < shared_->resume_below &&
-      shared_->paused.load(std::memory_order_relaxed))
+  if (shared_->worker.pause_at != 0 && !draining_ && open_now < shared_->worker.resume_below &&
+      shared_->worker.paused.load(std::memory_order_relaxed))
     set_paused(false);  // this loop re-registers on the kick, like the others
   if (!aborted && c->session.reset_on_close()) {
     sys::close_with_reset(c->fd);
@@ -501,8 +503,8 @@ void EpollLoop::maintain(Nanos now) {
 
 void EpollLoop::accept_burst(Nanos now) {
   for (int i = 0; i < kAcceptBurst; ++i) {
-    if (shared_->pause_at != 0 &&
-        shared_->open.load(std::memory_order_relaxed) >= shared_->pause_at) {
+    if (shared_->worker.pause_at != 0 &&
+        shared_->open.load(std::memory_order_relaxed) >= shared_->worker.pause_at) {
       // Worker at capacity: leave the rest of the backlog to the siblings (the kick
       // re-arms their registrations so they wake for it) or to the supervisor.
       set_paused(true);
@@ -594,13 +596,14 @@ void EpollLoop::refuse(int fd, Nanos now) {
 void EpollLoop::start_drain(Nanos now) {
   draining_ = true;
   ::epoll_ctl(epfd_, EPOLL_CTL_DEL, shared_->drain_fd, nullptr);
-  if (shared_->kick_fd >= 0) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, shared_->kick_fd, nullptr);
+  if (shared_->worker.kick_fd >= 0)
+    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, shared_->worker.kick_fd, nullptr);
   remove_listener();
   listener_resume_at_ = kNever;
   // Stop listening: new and backlogged connects are refused. Idempotent, and safe while
   // other loops still hold the shared fd (the engine closes it after run()). A listener
   // inherited from the supervisor is the supervisor's to shut down (it does, first).
-  if (!shared_->shared_listener) sys::shutdown_both(listen_fd_);
+  if (!shared_->worker.shared_listener) sys::shutdown_both(listen_fd_);
   Nanos start = shared_->drain_at.load(std::memory_order_relaxed);
   if (start == kNever || start > now) start = now;
   if (config_.drain_timeout > 0) drain_deadline_ = start + config_.drain_timeout;

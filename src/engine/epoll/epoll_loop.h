@@ -21,7 +21,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
 #include "base/buffer_pool.h"
 #include "base/clock.h"
@@ -44,16 +43,8 @@ struct EpollShared {
   AcceptErrorLog accept_log;
   core::MemoryBudget* budget = nullptr;  // this process's memory budget (may be unlimited)
   std::atomic<Nanos> last_release{0};    // when free memory was last returned to the OS
-  // Worker mode (engine.h WorkerListener). pause_at 0: never pause (single process, or
-  // own SO_REUSEPORT listeners).
-  bool shared_listener = false;  // inherited: never shut down by the engine
-  int kick_fd = -1;
-  uint64_t pause_at = 0;
-  uint64_t resume_below = 0;
-  AcceptGate* gate = nullptr;
-  double accept_rate_per_loop = 0;  // --accept-rate / loops; 0: no limit
-  std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
-  std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
+  double accept_rate_per_loop = 0;       // --accept-rate / loops; 0: no limit
+  WorkerShare worker;                    // worker mode (engine_support.h)
 };
 
 /// Per-connection state of the epoll engine (the whole per-connection cost together with

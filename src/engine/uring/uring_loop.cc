@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -114,8 +115,8 @@ void UringLoop::turn_begin(Nanos now) {
     c->queued = false;
     settle(c, now);
   }
-  if (shared_->kick_fd >= 0 && !kick_armed_ && !kick_failed_ && !draining_) {
-    io_->poll_in_multishot(shared_->kick_fd, kUdKick);
+  if (shared_->worker.kick_fd >= 0 && !kick_armed_ && !kick_failed_ && !draining_) {
+    io_->poll_in_multishot(shared_->worker.kick_fd, kUdKick);
     kick_armed_ = true;
   }
   arm_accept(now);
@@ -358,7 +359,7 @@ void UringLoop::new_conn(uint32_t slot, Nanos now) {
     ++conns_;
     counters_->conns_opened.add();
     if (draining_) c->session.begin_drain(now);  // accepted just before the listener closed
-    if (shared_->pause_at != 0 && before + 1 >= shared_->pause_at) update_pause();
+    if (shared_->worker.pause_at != 0 && before + 1 >= shared_->worker.pause_at) update_pause();
   }
   mark(c);
 }
@@ -428,8 +429,8 @@ void UringLoop::close_conn(UringConn* c, bool aborted, bool reset) {
     const uint64_t open_now = shared_->open.fetch_sub(1, std::memory_order_relaxed) - 1;
     counters_->conns_closed.add();
     --conns_;
-    if (shared_->pause_at != 0 && !draining_ && open_now < shared_->resume_below &&
-        shared_->paused.load(std::memory_order_relaxed))
+    if (shared_->worker.pause_at != 0 && !draining_ && open_now < shared_->worker.resume_below &&
+        shared_->worker.paused.load(std::memory_order_relaxed))
       update_pause();  // every loop re-arms on the kick
   }
   c->closing = true;
@@ -467,7 +468,7 @@ void UringLoop::arm_accept(Nanos now) {
     kicked_ = false;
     cancel_accepts();
   }
-  if (shared_->paused.load(std::memory_order_relaxed)) {
+  if (shared_->worker.paused.load(std::memory_order_relaxed)) {
     cancel_accepts();  // the process is at capacity: the backlog is the siblings'
     return;
   }
@@ -553,26 +554,27 @@ void UringLoop::cancel_accepts() {
 }
 
 uint64_t UringLoop::process_room() const {
-  if (shared_->pause_at == 0) return UINT64_MAX;
+  if (shared_->worker.pause_at == 0) return UINT64_MAX;
   const uint64_t open = shared_->open.load(std::memory_order_relaxed);
-  return open < shared_->pause_at ? shared_->pause_at - open : 0;
+  return open < shared_->worker.pause_at ? shared_->worker.pause_at - open : 0;
 }
 
 void UringLoop::update_pause() {
   // Transitions are rare (the process reaching or leaving its capacity).
-  std::lock_guard lock(shared_->pause_mu);
+  WorkerShare& worker = shared_->worker;
+  std::lock_guard lock(worker.pause_mu);
   const uint64_t open = shared_->open.load(std::memory_order_relaxed);
-  const bool was = shared_->paused.load(std::memory_order_relaxed);
-  const bool now_paused = was ? open >= shared_->resume_below : open >= shared_->pause_at;
+  const bool was = worker.paused.load(std::memory_order_relaxed);
+  const bool now_paused = was ? open >= worker.resume_below : open >= worker.pause_at;
   if (now_paused == was) return;
-  shared_->paused.store(now_paused, std::memory_order_relaxed);
-  if (shared_->gate != nullptr) shared_->gate->set_accepting(!now_paused);
+  worker.paused.store(now_paused, std::memory_order_relaxed);
+  if (worker.gate != nullptr) worker.gate->set_accepting(!now_paused);
   // Every loop of every worker wakes: this process's loops follow the flag (cancel or
   // re-arm their accepts), the siblings issue their accepts anew (and take what this one
   // left in the backlog), the supervisor re-reads the board.
-  if (shared_->kick_fd >= 0) {
+  if (worker.kick_fd >= 0) {
     const uint64_t one = 1;
-    ssize_t rc = ::write(shared_->kick_fd, &one, sizeof one);
+    ssize_t rc = ::write(worker.kick_fd, &one, sizeof one);
     (void)rc;
   }
 }
@@ -624,7 +626,7 @@ void UringLoop::start_drain(Nanos now) {
   // completes with -EINVAL. Idempotent, and safe while other loops still hold the shared
   // fd (the engine closes it after run()). A worker's inherited listener is the
   // supervisor's to shut down (it does, before it signals the drain).
-  if (!shared_->shared_listener) sys::shutdown_both(listen_fd_);
+  if (!shared_->worker.shared_listener) sys::shutdown_both(listen_fd_);
   cancel_accepts();
   if (kick_armed_) io_->cancel(kUdKick, kUdIgnore);
   Nanos start = shared_->drain_at.load(std::memory_order_relaxed);

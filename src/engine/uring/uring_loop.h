@@ -42,7 +42,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -69,16 +68,8 @@ struct UringShared {
   std::atomic<Nanos> drain_at{kNever};   // when request_drain() was first called
   AcceptErrorLog accept_log;
   std::atomic<Nanos> table_full_logged{-AcceptErrorLog::kInterval * 2};
-  // Worker mode (engine.h WorkerListener). pause_at 0: never pause (single process, or own
-  // SO_REUSEPORT listeners).
-  bool shared_listener = false;  // inherited: never shut down by the engine
-  int kick_fd = -1;              // >= 0: every loop polls it (multishot) and re-arms accept
-  uint64_t pause_at = 0;
-  uint64_t resume_below = 0;
-  AcceptGate* gate = nullptr;
   double accept_rate_per_loop = 0;  // --accept-rate / loops; 0: no limit
-  std::atomic<bool> paused{false};  // the process is at capacity: no loop accepts
-  std::mutex pause_mu;              // orders pause/resume transitions (rare, off the data path)
+  WorkerShare worker;               // worker mode (engine_support.h)
 };
 
 struct UringConn : TimerNode {
