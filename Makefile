@@ -12,8 +12,8 @@ peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: t
 	bash experiments/peers.sh
 c100k:           ## 100,000 connections (server --workers, client --procs/--srcips): memory, connect rate, p99, CPU per frame
 	RUNG=c100k CONNS=100000 ENGINES="$${ENGINES:-epoll thread}" RATES="$${RATES:-0 20000}" DURATION=$${DURATION:-20} bash experiments/conn_rung.sh
-c1m:             ## 1,000,000 connections, 5% active: 50,000 ECHO/s mixed payloads, then a drain (~10 min, ~13 GiB)
-	RUNG=c1m CONNS=1000000 ENGINES=epoll RATES="$${RATES:-50000}" DURATION=$${DURATION:-60} RAMP=$${RAMP:-15000} bash experiments/conn_rung.sh
+c1m:             ## 1,000,000 connections, 5% active: 50,000 ECHO/s mixed payloads, then a drain (~6 min per rate, ~13 GiB; own netns, EHASH= for the shared table)
+	RUNG=c1m CONNS=1000000 ENGINES=epoll RATES="$${RATES:-50000}" DURATION=$${DURATION:-60} RAMP=$${RAMP:-15000} EHASH=$${EHASH-2097152} bash experiments/conn_rung.sh
 accept:          ## experiment 9: accept strategies under a connect-and-close storm (~2 min)
 	bash experiments/accept_storm.sh
 exhaustion:      ## experiment 8: server EMFILE, client EADDRNOTAVAIL and --srcips, TIME_WAIT under a storm (~1.5 min)

@@ -16,7 +16,7 @@
 # connections held open (each sends a PING): how many are served / refused / unanswered
 # with the shared listener and with per-worker SO_REUSEPORT listeners.
 # Writes results/accept_storm.json (with the host record) and results/accept_storm.png.
-# Run it under /work/tools/quiet on a shared box: ~2 minutes with the defaults.
+# Run it with the box to itself: ~2 minutes with the defaults.
 #   ROUNDS=3 DURATION=5 ACCEPTORS=2 bash experiments/accept_storm.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

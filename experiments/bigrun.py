@@ -8,7 +8,7 @@ One server (epoll, one loop), two load clients at once: STREAM uploads of 16 MiB
 --conns connections, for --seconds (bounded in time; the run reports the bytes it moved
 and whether the 100 GB bar was reached).
 
-  /work/tools/quiet experiments/bigrun.py run --seconds 60
+  experiments/bigrun.py run --seconds 60
   experiments/bigrun.py report
 """
 import json

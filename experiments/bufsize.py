@@ -14,7 +14,7 @@ propagation delay cannot be modelled). Throughput is compared with window / RTT.
 The namespaces, the veth pair and the qdisc are created at start and removed at exit
 (finally); nothing else on the host changes.
 
-  /work/tools/quiet experiments/bufsize.py run
+  experiments/bufsize.py run
   experiments/bufsize.py report
 """
 import json

@@ -18,7 +18,7 @@
 # length + 10% + 5 s), so the connects and the load never compete; HOLD=0 lets each send
 # from its connect. PACK=1 passes --pack-active (the active connections fill the first
 # client processes); off by default: at 1M it saturated those few processes (FINDINGS 8.3).
-# Run it under /work/tools/quiet on a shared box. BIN=DIR runs the binaries in DIR.
+# Run it with the box to itself. BIN=DIR runs the binaries in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNG=${RUNG:-c100k}

@@ -8,8 +8,7 @@
 # (commit it: the corpus grows in the repository), replays the merged corpus in the coverage
 # build and reports line/region/branch coverage of the files under test. Writes
 # results/fuzz_FUZZER.json and results/fuzz_FUZZER.png (coverage against executions).
-# Run it under /work/tools/heavy-style sharing, not as a measurement: exec/s depends on
-# what else runs.
+# It is not a measurement: exec/s depends on what else runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZER=${1:?usage: experiments/fuzz_long.sh session|frame_reader|epoll_loop|uring_loop [SECONDS]}

@@ -14,7 +14,7 @@
    with MSG_MORE, payload without: one segment), one (one send of header+payload). Per
    request latency histograms; the 40 ms peak is the signature.
 
-  /work/tools/quiet experiments/nagle.py run
+  experiments/nagle.py run
   experiments/nagle.py report
 """
 import json

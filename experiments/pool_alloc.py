@@ -10,7 +10,7 @@
 3. bench: bench/session_bench (Google Benchmark): allocations per request of the request
    path itself, pool on and off.
 
-  /work/tools/quiet experiments/pool_alloc.py run
+  experiments/pool_alloc.py run
   experiments/pool_alloc.py report
 """
 import json

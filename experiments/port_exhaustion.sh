@@ -9,7 +9,7 @@
 #  C. TIME_WAIT under a connect/close storm (bench/accept_storm, one source IP, the client
 #     closes first): TIME_WAIT sockets (ss -s) and errors; then --close rst (no TIME_WAIT).
 # Writes results/port_exhaustion.json (with the host record) and prints a summary.
-# Changes no sysctl. Run it under /work/tools/quiet: about 1.5 minutes.
+# Changes no sysctl. Run it with the box to itself: about 1.5 minutes.
 #   EMFILE_CONNS=20500 PORT_CONNS=30000 STORM_S=8 bash experiments/port_exhaustion.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -11,7 +11,7 @@ Configurations (one run each):
   ref-hold    --fetch-send writev, --write-timeout 0    the same queues by reference
   ref-drop    --fetch-send writev, --write-timeout 5s   slow readers dropped and counted
 
-  /work/tools/quiet experiments/slow_consumer.py run
+  experiments/slow_consumer.py run
   experiments/slow_consumer.py report
 """
 import json

@@ -11,7 +11,7 @@ chunk / (chunk + 3)); CPU from /proc of both processes over the same window.
 Rounds are interleaved (every configuration once per round) so that drift on a shared box
 hits all of them alike; each round is one file, so rounds can be run in separate calls:
 
-  /work/tools/quiet experiments/throughput.py run --rounds 1      # repeat for more rounds
+  experiments/throughput.py run --rounds 1      # repeat for more rounds
   experiments/throughput.py report                                # JSON summary + PNG
 
 Results: results/throughput/round-*.json, results/throughput/summary.json, throughput.png.

@@ -4,7 +4,7 @@
 # this is experiments/peers.sh with SERVERS narrowed to c10m-epoll, c10m-uring and the peers
 # that tie for first place at 100 x 8 (docs/FINDINGS.md section 6): Tokio, echo_peer,
 # libuv, Asio. Phases and knobs are peers.sh's (peak, latency, idle, profile, report; ROUNDS,
-# SECS, RATE, CLIENT, ...); run one or two phases per call under /work/tools/quiet:
+# SECS, RATE, CLIENT, ...); run one or two phases per call, with the box to itself:
 #   bash experiments/uring_compare.sh peak                 # ~5 minutes with the defaults
 #   bash experiments/uring_compare.sh latency idle         # ~5 minutes
 #   bash experiments/uring_compare.sh profile report       # ~2 minutes

@@ -11,8 +11,8 @@ and the server's CPU seconds per GB; for zerocopy, how many sends the kernel cop
 `profile` adds where the server's CPU goes per mode (perf record -e cpu-clock): the share
 of samples in copy routines is the copy count made visible.
 
-  /work/tools/quiet experiments/zerocopy.py run --rounds 1    # repeat for more rounds
-  /work/tools/quiet experiments/zerocopy.py profile
+  experiments/zerocopy.py run --rounds 1    # repeat for more rounds
+  experiments/zerocopy.py profile
   experiments/zerocopy.py report
 """
 import glob

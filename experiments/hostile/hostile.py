@@ -24,8 +24,8 @@ TCP memory are sampled every 0.25 s. Writes OUT/ATTACK.json (host record, git co
 commands, samples, fleet and client reports) and OUT/ATTACK.png (memory over time; the good
 clients' p99 per second). The server's CPU and run-queue wait (schedstat, all its threads)
 are sampled too, and summed over the baseline and the attack. Raises net.core.somaxconn and net.ipv4.tcp_max_syn_backlog to
-65535 if lower (printed, restored at exit). Ports 23000-23001. Run under
-/work/tools/quiet; needs build/release (make build).
+65535 if lower (printed, restored at exit). Ports 23000-23001. Run it with
+the box to itself; needs build/release (make build).
 """
 import argparse
 import json

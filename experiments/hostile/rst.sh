@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hostile fleet "rst" against the memory budget (experiments/hostile/hostile.py; FINDINGS §11).
 #   usage: experiments/hostile/rst.sh [--conns N] [--attack S] [--memory-limit SIZE] ...
-# Run under /work/tools/quiet (or alone on the box). Writes results/hostile/rst.{json,png}.
+# Run it with the box to itself. Writes results/hostile/rst.{json,png}.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 exec /usr/bin/python3 experiments/hostile/hostile.py rst "$@"

@@ -6,7 +6,7 @@
 # budget's gauges (c10m_memory_budget_bytes, c10m_memory_budget_limit_bytes,
 # c10m_overload_actions_total) into results/soak-budget.json and results/soak-budget.png.
 #   usage: experiments/hostile/soak.sh [DURATION=3600] [CONNS=100000] [RATE=20000]
-# Needs ~2 GiB + 16 KB per connection free; under /work/tools/quiet it holds the box for
+# Needs ~2 GiB + 16 KB per connection free; run with the box to itself, it holds the box for
 # DURATION + a few minutes (NOT run in CI; FINDINGS 11.4 has the run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
