@@ -170,8 +170,9 @@ while True:
     m = re.search(r"TCP: inuse (\d+) orphan (\d+) tw (\d+) alloc (\d+) mem (\d+)", sock)
     s["tcp_inuse"], s["tcp_tw"], s["tcp_alloc"], s["tcp_mem_bytes"] = int(m[1]), int(m[3]), int(m[4]), int(m[5]) * page
     s["file_nr"] = int(open("/proc/sys/fs/file-nr").read().split()[0])
-    c = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
-    ctxt = next(int(l.split()[1]) for l in open("/proc/stat") if l.startswith("ctxt "))
+    stat = open("/proc/stat").read().splitlines()
+    c = [int(x) for x in stat[0].split()[1:9]]
+    ctxt = next(int(l.split()[1]) for l in stat if l.startswith("ctxt "))
     s["stat"] = {"user": c[0] + c[1], "sys": c[2], "idle": c[3] + c[4], "softirq": c[6], "total": sum(c),
                  "ctxt": ctxt}
     f.write(json.dumps(s) + "\n"); f.flush()

@@ -20,13 +20,12 @@ def rows(paths):
             lat = s.get("latency_us") or {}
             rate, busy = (s.get("rate") or {}).get("completed_per_s"), r.get("box_busy_cores")
             yield {
-                "file": p, "ehash": d.get("tcp_ehash_entries"), "conns": r["server_conns_peak"],
-                "target": r["rate_target"], "rate": (s.get("rate") or {}).get("completed_per_s"),
+                "ehash": d.get("tcp_ehash_entries"), "conns": r["server_conns_peak"],
+                "target": r["rate_target"], "rate": rate,
                 "p50": lat.get("p50"), "p99": lat.get("p99"), "p999": lat.get("p99_9"),
                 "errors": s.get("errors"), "unanswered": (r.get("totals") or {}).get("unanswered"),
                 "srv": r.get("server_us_per_frame"), "cli": r.get("client_us_per_frame"),
-                "busy": r.get("box_busy_cores"), "ctxt": r.get("box_ctxt_per_frame"),
-                "behind": s.get("behind_cause"),
+                "busy": busy, "ctxt": r.get("box_ctxt_per_frame"),
                 # all of the box's busy CPU (both sides, kernel threads, the sampler) per frame
                 "box": busy * 1e6 / rate if busy is not None and rate else None,
             }
