@@ -9,6 +9,7 @@
 
 #include "base/build_info.h"
 #include "base/units.h"
+#include "loadclient/io_batch.h"
 #include "loadclient/load_runner.h"
 #include "sys/socket.h"
 
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{"c10m-loadclient: open-model load generator with HDR latency histograms"};
   LoadConfig cfg;
   std::vector<std::string> addrs;
-  std::string op = "echo", payload = "64", schedule = "fixed", srcips;
+  std::string op = "echo", payload = "64", schedule = "fixed", srcips, io = "auto";
   std::string duration = "10s", warmup = "0", sends_from = "0", connect_timeout = "5s",
               grace = "2s", chunk = "16KiB", send_slack = "50us", sndbuf = "0", rcvbuf = "0";
   bool quiet = false, version = false;
@@ -88,6 +89,11 @@ int main(int argc, char** argv) {
                  "source IPs, list or range: 127.0.0.2-127.0.0.60 (IP_BIND_ADDRESS_NO_PORT)");
   app.add_option("--seed", cfg.seed, "seed for payload bytes, mixes and schedules")
       ->capture_default_str();
+  app.add_option("--io", io,
+                 "how each loop moves bytes: epoll (a read/write syscall per connection), "
+                 "uring (every read of an epoll batch and every write of a turn in one "
+                 "io_uring_enter each; Linux 6.1+), auto (uring where the kernel has it)")
+      ->capture_default_str();
   app.add_flag("--nodelay,!--no-nodelay", cfg.nodelay,
                "TCP_NODELAY on client sockets (default on)");
   app.add_option("--sndbuf", sndbuf, "SO_SNDBUF of client sockets (0: kernel default, autotuned)")
@@ -137,6 +143,11 @@ int main(int argc, char** argv) {
   auto o = parse_op(op);
   if (!o) return usage_error(fmt::format("--op '{}': expected ping|echo|sink|stream|fetch", op));
   cfg.op = *o;
+  const auto io_mode = parse_io_mode(io);
+  if (!io_mode) return usage_error(fmt::format("--io '{}': expected auto|epoll|uring", io));
+  cfg.io = *io_mode;
+  if (cfg.io == IoMode::kUring && !IoBatch::unavailable().empty())
+    return usage_error("--io uring: " + IoBatch::unavailable());
   std::string err;
   // A frame payload is at most 65535 bytes; a FETCH total is any u32 here (the client
   // needs no buffer for it); a STREAM is built whole in the loop's scratch buffer.

@@ -18,6 +18,8 @@
 #
 # BASE_CLIENT (optional): a second c10m-loadclient to compare against (e.g. built from an
 # older commit in a scratch worktree); it is labelled "before", this build's "after".
+# BASE_ARGS / AFTER_ARGS (optional): extra flags for each, e.g. this build twice:
+# BASE_CLIENT=build/release/apps/c10m-loadclient BASE_ARGS="--io epoll" AFTER_ARGS="--io uring".
 # MINIMAL=1 (default) adds build/release/bench/min_echo_client to the closed-loop runs,
 # labelled "minimal": a client that only writes back what it reads (no checks, no
 # latency), the yardstick for what a closed loop costs in syscalls alone.
@@ -38,10 +40,10 @@ MINIMAL=${MINIMAL:-1}
 bin=build/release/apps
 minimal=build/release/bench/min_echo_client
 [ -x $bin/c10m-server ] && [ -x $bin/c10m-loadclient ] && [ -x $minimal ] || make build >/dev/null
-clients=("after=$bin/c10m-loadclient")
+clients=("after=$bin/c10m-loadclient${AFTER_ARGS:+ $AFTER_ARGS}")
 if [ -n "$BASE_CLIENT" ]; then
   [ -x "$BASE_CLIENT" ] || { echo "BASE_CLIENT $BASE_CLIENT is not executable" >&2; exit 2; }
-  clients=("before=$BASE_CLIENT" "${clients[@]}")
+  clients=("before=$BASE_CLIENT${BASE_ARGS:+ $BASE_ARGS}" "${clients[@]}")
 fi
 [ "$MINIMAL" = 1 ] && clients+=("minimal=$minimal")
 # SLACKS (optional, e.g. "1ms"): this build again with a wider --send-slack, open-model

@@ -18,6 +18,13 @@ enum class Op { kPing, kEcho, kSink, kStream, kFetch };
 std::optional<Op> parse_op(std::string_view name);
 const char* op_name(Op op);
 
+/// How a loop moves bytes: one read/write syscall per connection (epoll), or every read
+/// of an epoll batch and every write of a turn in one io_uring_enter each (uring,
+/// io_batch.h). auto: uring where the kernel has it; run_load() resolves it.
+enum class IoMode { kAuto, kEpoll, kUring };
+std::optional<IoMode> parse_io_mode(std::string_view name);
+const char* io_mode_name(IoMode mode);
+
 struct LoadConfig {
   std::vector<sockaddr_in> addrs;   // round-robin over connections (global id % size)
   std::vector<sockaddr_in> srcips;  // empty: kernel picks; else round-robin
@@ -41,6 +48,7 @@ struct LoadConfig {
   int threads = 1;
   int procs = 1;
   uint64_t seed = 1;
+  IoMode io = IoMode::kAuto;
   bool nodelay = true;
   bool reconnect = false;
   bool pack_active = false;  // --procs: active connections fill the first processes

@@ -206,6 +206,12 @@ static double per(uint64_t a, uint64_t b) {
   return b ? static_cast<double>(a) / static_cast<double>(b) : 0.0;
 }
 
+// Kernel entries on connections: plain reads and writes, epoll waits, io_uring enters
+// (the ring's reads and writes ride in those). Connects and closes are not counted.
+static uint64_t syscalls(const Totals& t) {
+  return t.read_calls + t.write_calls - t.batched_ops + t.wait_calls + t.enter_calls;
+}
+
 // Byte rates of the measured window: payload = the STREAM/FETCH totals (or ECHO/SINK
 // payloads) of the measured requests completed; wire = every byte written and read on the
 // sockets during the window, headers and acknowledgements included. MB = 10^6 bytes.
@@ -249,6 +255,7 @@ nlohmann::json RunReport::to_json() const {
               {"threads", c.threads},
               {"procs", c.procs},
               {"seed", c.seed},
+              {"io", io_mode_name(c.io)},
               {"nodelay", c.nodelay},
               {"reconnect", c.reconnect},
               {"pack_active", c.pack_active},
@@ -332,6 +339,9 @@ nlohmann::json RunReport::to_json() const {
        {{"write_calls", totals.write_calls},
         {"read_calls", totals.read_calls},
         {"wait_calls", totals.wait_calls},
+        {"enter_calls", totals.enter_calls},
+        {"batched_ops", totals.batched_ops},
+        {"syscalls_per_frame", per(syscalls(totals), totals.frames_in)},
         {"partial_writes", totals.partial_writes},
         {"frames_out", totals.frames_out},
         {"frames_in", totals.frames_in},
@@ -425,6 +435,11 @@ std::string RunReport::table() const {
       "syscalls", per(totals.frames_out, totals.write_calls),
       per(totals.frames_in, totals.read_calls), per(totals.frames_in, totals.wait_calls),
       totals.write_calls, totals.read_calls, totals.wait_calls, totals.partial_writes);
+  out += fmt::format(
+      "  {:<16}{:.3f} syscalls per frame (--io {}: {} io_uring enters carried {} "
+      "of the reads and writes)\n",
+      "", per(syscalls(totals), totals.frames_in), io_mode_name(c.io), totals.enter_calls,
+      totals.batched_ops);
   if (!c.closed_loop())
     out += fmt::format("  {:<16}mean {}, {} sends > 1 ms late, {} early (within --send-slack {})\n",
                        "send lateness",

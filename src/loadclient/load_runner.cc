@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "loadclient/io_batch.h"
 #include "loadclient/load_worker.h"
 #include "sys/socket.h"
 
@@ -358,6 +359,25 @@ std::optional<Op> parse_op(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<IoMode> parse_io_mode(std::string_view name) {
+  if (name == "auto") return IoMode::kAuto;
+  if (name == "epoll") return IoMode::kEpoll;
+  if (name == "uring") return IoMode::kUring;
+  return std::nullopt;
+}
+
+const char* io_mode_name(IoMode mode) {
+  switch (mode) {
+    case IoMode::kAuto:
+      return "auto";
+    case IoMode::kEpoll:
+      return "epoll";
+    case IoMode::kUring:
+      return "uring";
+  }
+  return "?";
+}
+
 const char* op_name(Op op) {
   switch (op) {
     case Op::kPing:
@@ -399,9 +419,17 @@ std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int wor
   return ids;
 }
 
+namespace {
+void resolve_io_mode(LoadConfig& cfg) {
+  if (cfg.io == IoMode::kAuto)
+    cfg.io = IoBatch::unavailable().empty() ? IoMode::kUring : IoMode::kEpoll;
+}
+}  // namespace
+
 RunReport run_in_process(const LoadConfig& config, std::string* fatal) {
   RunReport report;
   report.config = config;
+  resolve_io_mode(report.config);
   if (report.config.t0 == 0) report.config.t0 = mono_now();
   const LoadConfig& cfg = report.config;
   ServerProbe probe{cfg, report};
@@ -420,6 +448,7 @@ RunReport run_in_process(const LoadConfig& config, std::string* fatal) {
 
 int run_load(LoadConfig cfg, const std::vector<std::string>& argv) {
   install_interrupt_handler();
+  resolve_io_mode(cfg);
   sys::raise_fd_limit();
   if (cfg.worker_index >= 0) {
     // A --procs worker: JSON lines to the parent on stdout.

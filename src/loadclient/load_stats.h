@@ -42,9 +42,11 @@ ConnectFail classify_connect_errno(int err);      // err > 0
   X(send_lag_ns)     /* sum over measured sends of how late each left (0 if early) */      \
   X(frames_out)      /* request frames handed to write/writev (CHUNKs included) */         \
   X(frames_in)       /* reply frames read */                                               \
-  X(write_calls)     /* write/writev syscalls */                                           \
-  X(read_calls)      /* read syscalls on connections */                                    \
+  X(write_calls)     /* writes on connections (syscalls, or ring operations) */            \
+  X(read_calls)      /* reads on connections (syscalls, or ring operations) */             \
   X(wait_calls)      /* epoll_pwait2 syscalls (one per loop turn) */                       \
+  X(enter_calls)     /* io_uring_enter syscalls (--io uring: reads or writes batched) */   \
+  X(batched_ops)     /* reads and writes that went through a ring (in the two above) */    \
   X(partial_writes)  /* writes the kernel took only part of (rest queued) */               \
   X(payload_bytes)   /* payload of the measured requests completed (STREAM/FETCH total) */ \
   X(wire_out)        /* bytes written in the measured window */                            \

@@ -12,6 +12,7 @@
 #include <deque>
 #include <span>
 
+#include "loadclient/io_batch.h"
 #include "loadclient/send_heap.h"
 #include "loadclient/write_stage.h"
 #include "proto/frame.h"
@@ -22,9 +23,12 @@ namespace c10m::loadclient {
 namespace {
 
 constexpr size_t kReadBufferSize = 256 * 1024;
+constexpr int kMaxEvents = 256;                  // per epoll_pwait2
+constexpr size_t kBatchReadSlice = 16 * 1024;    // --io uring: each batched read's share
+constexpr unsigned kBatchOps = 1024;             // --io uring: operations per io_uring_enter
 constexpr size_t kStageArenaSize = 512 * 1024;   // staged requests of one turn, per loop
 constexpr size_t kStageMaxRequest = 128 * 1024;  // larger requests (STREAM) are written directly
-constexpr int kMaxIov = 64;                      // iovecs per writev
+constexpr int kMaxIov = IoBatch::kMaxIov;        // iovecs per writev
 constexpr size_t kMaxConnectsInProgress = 512;   // per loop; keeps SYN bursts under the backlog
 constexpr int kReadBurst = 8;                    // reads per readiness event: no starvation
 constexpr Nanos kLateThreshold = kMillisecond;
@@ -143,6 +147,17 @@ struct LoadWorker::Impl {
   std::vector<uint8_t> fetch_table;  // fetch_table[k] = k mod 251, k < 251 + 65535
   SendHeap timers;
   WriteStage stage;
+  // --io uring: the batcher, the connections of this epoll batch to read (idx, gen), the
+  // read completions being handled, and the sends of this batch (tag = index).
+  std::unique_ptr<IoBatch> io;
+  std::vector<std::pair<uint32_t, uint32_t>> ready;
+  std::vector<IoBatch::Result> reads_done;
+  struct SendOp {
+    uint32_t idx, gen, head;  // head: the staged chain this send carries
+    size_t want;
+  };
+  std::vector<SendOp> sends;
+  std::string fatal;                                     // a ring failure ends the loop with this
   std::deque<std::pair<uint32_t, uint32_t>> connecting;  // (idx, gen) in start order
   std::vector<uint32_t> reconnect_queue;
   size_t next_to_open = 0;
@@ -188,6 +203,14 @@ struct LoadWorker::Impl {
     // kernel from adding its default 50 us of timer slack on top.
     prctl(PR_SET_TIMERSLACK, kTimerSlackNs, 0, 0, 0);
     rbuf.resize(kReadBufferSize);
+    if (cfg.io == IoMode::kUring) {
+      io = std::make_unique<IoBatch>();
+      if (std::string err = io->init(kBatchOps); !err.empty()) return "--io uring: " + err;
+      rbuf.resize(kMaxEvents * kBatchReadSlice);
+      ready.reserve(kMaxEvents);
+      reads_done.reserve(kMaxEvents);
+      sends.reserve(kBatchOps);
+    }
     if (cfg.op == Op::kStream) {
       const uint32_t max_size = cfg.payload.max_size();
       wbuf.resize(proto::kHeaderSize + proto::kStreamPayloadSize + max_size +
@@ -380,66 +403,134 @@ struct LoadWorker::Impl {
     return true;
   }
 
-  // Writes what this connection staged in this turn: one write (one segment) or writev
-  // (several, up to kMaxIov per call). What the kernel does not take is queued, in order,
-  // so frame boundaries stay intact; while a queue exists, staged bytes go behind it.
-  void flush_staged_conn(Conn& c, uint32_t idx) {
-    if (!c.act) return;
-    ActiveState& a = *c.act;
-    uint32_t s = a.staged.head;
-    a.staged = {};
-    if (s == WriteStage::kNone || c.state != State::kOpen) return;
-    if (!a.wq.empty()) {
-      for (; s != WriteStage::kNone; s = stage.segment(s).next) {
-        const WriteStage::Segment& seg = stage.segment(s);
-        queue_rest(c, idx, stage.bytes(seg), seg.len);
+  // Queues the bytes of the staged chain from segment `s` on, less the first `skip`.
+  void queue_chain(Conn& c, uint32_t idx, uint32_t s, size_t skip) {
+    for (; s != WriteStage::kNone; s = stage.segment(s).next) {
+      const WriteStage::Segment& seg = stage.segment(s);
+      if (skip >= seg.len) {
+        skip -= seg.len;
+        continue;
       }
-      return;
-    }
-    while (s != WriteStage::kNone) {
-      iovec iov[kMaxIov];
-      int cnt = 0;
-      size_t want = 0;
-      for (; s != WriteStage::kNone && cnt < kMaxIov; s = stage.segment(s).next) {
-        const WriteStage::Segment& seg = stage.segment(s);
-        iov[cnt++] = {const_cast<uint8_t*>(stage.bytes(seg)), seg.len};
-        want += seg.len;
-      }
-      ssize_t n = cnt == 1 ? sys::write_some(c.fd, iov[0].iov_base, iov[0].iov_len)
-                           : sys::writev_some(c.fd, iov, cnt);
-      ctr.write_calls.add();
-      if (n < 0) {
-        if (n != -EAGAIN) {
-          close_conn(c, idx, CloseReason::kUnexpected);
-          return;
-        }
-        n = 0;
-      }
-      ctr.bytes_out.add(static_cast<uint64_t>(n));
-      if (static_cast<size_t>(n) == want) continue;
-      ctr.partial_writes.add();
-      size_t skip = static_cast<size_t>(n);
-      for (int i = 0; i < cnt; ++i) {
-        const size_t len = iov[i].iov_len;
-        if (skip >= len) {
-          skip -= len;
-          continue;
-        }
-        queue_rest(c, idx, static_cast<const uint8_t*>(iov[i].iov_base) + skip, len - skip);
-        skip = 0;
-      }
-      for (; s != WriteStage::kNone; s = stage.segment(s).next) {
-        const WriteStage::Segment& seg = stage.segment(s);
-        queue_rest(c, idx, stage.bytes(seg), seg.len);
-      }
-      return;
+      queue_rest(c, idx, stage.bytes(seg) + skip, seg.len - skip);
+      skip = 0;
     }
   }
 
-  // The end of a turn (or a full arena): every dirty connection writes once.
+  // Up to kMaxIov segments of a chain from `s` into `iov`; returns the segment after them.
+  uint32_t gather(uint32_t s, iovec* iov, int* cnt, size_t* want) const {
+    *cnt = 0;
+    *want = 0;
+    for (; s != WriteStage::kNone && *cnt < kMaxIov; s = stage.segment(s).next) {
+      const WriteStage::Segment& seg = stage.segment(s);
+      iov[(*cnt)++] = {const_cast<uint8_t*>(stage.bytes(seg)), seg.len};
+      *want += seg.len;
+    }
+    return s;
+  }
+
+  // What a write of the chain from `first` (`want` bytes) returned: counted, and on a
+  // short write the rest of the chain is queued, in order, so frame boundaries stay
+  // intact. Returns true when all of it left.
+  bool wrote(Conn& c, uint32_t idx, uint32_t first, ssize_t n, size_t want) {
+    ctr.write_calls.add();
+    if (n < 0) {
+      if (n != -EAGAIN) {
+        close_conn(c, idx, CloseReason::kUnexpected);
+        return false;
+      }
+      n = 0;
+    }
+    ctr.bytes_out.add(static_cast<uint64_t>(n));
+    if (static_cast<size_t>(n) == want) return true;
+    ctr.partial_writes.add();
+    queue_chain(c, idx, first, static_cast<size_t>(n));
+    return false;
+  }
+
+  // Writes a chain: one write (one segment) or writev (several, up to kMaxIov per call).
+  void write_chain(Conn& c, uint32_t idx, uint32_t s) {
+    while (s != WriteStage::kNone) {
+      const uint32_t first = s;
+      iovec iov[kMaxIov];
+      int cnt;
+      size_t want;
+      s = gather(s, iov, &cnt, &want);
+      const ssize_t n = cnt == 1 ? sys::write_some(c.fd, iov[0].iov_base, iov[0].iov_len)
+                                 : sys::writev_some(c.fd, iov, cnt);
+      if (!wrote(c, idx, first, n, want)) return;
+    }
+  }
+
+  // Takes what this connection staged in this turn: its chain's head, or kNone when there
+  // is nothing to write now (while a queue exists, staged bytes go behind it).
+  uint32_t take_staged(Conn& c, uint32_t idx) {
+    if (!c.act) return WriteStage::kNone;
+    ActiveState& a = *c.act;
+    const uint32_t s = a.staged.head;
+    a.staged = {};
+    if (s == WriteStage::kNone || c.state != State::kOpen) return WriteStage::kNone;
+    if (!a.wq.empty()) {
+      queue_chain(c, idx, s, 0);
+      return WriteStage::kNone;
+    }
+    return s;
+  }
+
+  void flush_staged_conn(Conn& c, uint32_t idx) {
+    if (const uint32_t s = take_staged(c, idx); s != WriteStage::kNone) write_chain(c, idx, s);
+  }
+
+  // --io uring: one io_uring_enter. Returns its completions (valid until the next one),
+  // or an empty span with `fatal` set when the ring failed.
+  std::span<const IoBatch::Result> submit_batch() {
+    const unsigned ops = io->queued();
+    int err = 0;
+    const std::span<const IoBatch::Result> res = io->submit(&err);
+    ctr.enter_calls.add();
+    ctr.batched_ops.add(ops);
+    if (err != 0) fatal = std::string("io_uring_enter: ") + std::strerror(err);
+    return res;
+  }
+
+  // --io uring: the queued sends leave in one io_uring_enter; each result is handled as a
+  // write's (which never submits again).
+  void submit_sends() {
+    for (const IoBatch::Result& r : submit_batch()) {
+      const SendOp& op = sends[r.tag];
+      Conn& c = conns[op.idx];
+      if (c.gen == op.gen) wrote(c, op.idx, op.head, r.res, op.want);
+    }
+    sends.clear();
+  }
+
+  // The end of a turn (or a full arena): every dirty connection writes once; with
+  // --io uring, all of them in one io_uring_enter.
   void flush_staged() {
     if (stage.idle()) return;
-    for (const uint32_t idx : stage.dirty()) flush_staged_conn(conns[idx], idx);
+    for (const uint32_t idx : stage.dirty()) {
+      Conn& c = conns[idx];
+      if (!io) {
+        flush_staged_conn(c, idx);
+        continue;
+      }
+      const uint32_t s = take_staged(c, idx);
+      if (s == WriteStage::kNone) continue;
+      iovec iov[kMaxIov];
+      int cnt;
+      size_t want;
+      if (gather(s, iov, &cnt, &want) != WriteStage::kNone) {
+        write_chain(c, idx, s);  // more segments than one sendmsg takes: plain writes
+        continue;
+      }
+      sends.push_back({idx, c.gen, s, want});
+      const uint64_t tag = sends.size() - 1;
+      if (cnt == 1)
+        io->send(c.fd, iov[0].iov_base, iov[0].iov_len, tag);
+      else
+        io->sendmsg(c.fd, iov, cnt, tag);
+      if (io->full()) submit_sends();
+    }
+    if (io) submit_sends();
     stage.reset();
   }
 
@@ -717,23 +808,50 @@ struct LoadWorker::Impl {
     }
   }
 
-  void on_readable(Conn& c, uint32_t idx) {
-    for (int burst = 0; burst < kReadBurst; ++burst) {
-      const ssize_t n = sys::read_some(c.fd, rbuf.data(), rbuf.size());
-      ctr.read_calls.add();
-      if (n == -EAGAIN) return;
-      if (n <= 0) {
-        const bool expected = c.got_error || (c.goaway && (!c.act || c.act->count == 0));
-        close_conn(c, idx,
-                   c.got_error ? CloseReason::kAfterError
-                   : expected  ? CloseReason::kGoaway
-                               : CloseReason::kUnexpected);
-        return;
-      }
-      ctr.bytes_in.add(static_cast<uint64_t>(n));
-      if (!consume(c, idx, {rbuf.data(), static_cast<size_t>(n)}, mono_now())) return;
-      if (static_cast<size_t>(n) < rbuf.size()) return;
+  // What one read into `buf` returned. Returns true when bytes were consumed and the
+  // connection is still open.
+  bool got_bytes(Conn& c, uint32_t idx, const uint8_t* buf, ssize_t n, Nanos now) {
+    ctr.read_calls.add();
+    if (n == -EAGAIN) return false;
+    if (n <= 0) {
+      const bool expected = c.got_error || (c.goaway && (!c.act || c.act->count == 0));
+      close_conn(c, idx,
+                 c.got_error ? CloseReason::kAfterError
+                 : expected  ? CloseReason::kGoaway
+                             : CloseReason::kUnexpected);
+      return false;
     }
+    ctr.bytes_in.add(static_cast<uint64_t>(n));
+    return consume(c, idx, {buf, static_cast<size_t>(n)}, now);
+  }
+
+  // Plain reads into `buf` until the socket is drained (at most kReadBurst).
+  void on_readable(Conn& c, uint32_t idx, uint8_t* buf, size_t cap) {
+    for (int burst = 0; burst < kReadBurst; ++burst) {
+      const ssize_t n = sys::read_some(c.fd, buf, cap);
+      if (!got_bytes(c, idx, buf, n, mono_now()) || static_cast<size_t>(n) < cap) return;
+    }
+  }
+
+  // --io uring: every connection of this epoll batch is read in one io_uring_enter, each
+  // into its own slice of rbuf; a slice filled to the brim is drained with plain reads.
+  // The completions are copied first: consuming them stages requests, and a full arena
+  // submits sends through the same ring.
+  void read_batch() {
+    for (size_t k = 0; k < ready.size(); ++k)
+      io->recv(conns[ready[k].first].fd, rbuf.data() + k * kBatchReadSlice, kBatchReadSlice, k);
+    const std::span<const IoBatch::Result> res = submit_batch();
+    reads_done.assign(res.begin(), res.end());
+    const Nanos now = mono_now();
+    for (const IoBatch::Result& r : reads_done) {
+      const auto [idx, gen] = ready[r.tag];
+      Conn& c = conns[idx];
+      uint8_t* slice = rbuf.data() + r.tag * kBatchReadSlice;
+      if (c.gen == gen && got_bytes(c, idx, slice, r.res, now) &&
+          static_cast<size_t>(r.res) == kBatchReadSlice)
+        on_readable(c, idx, slice, kBatchReadSlice);
+    }
+    ready.clear();
   }
 
   // ---- the loop ----------------------------------------------------------------------
@@ -749,7 +867,7 @@ struct LoadWorker::Impl {
     if (std::string err = setup(); !err.empty()) return err;
     const RunQueueClock run_queue;
     if (run_queue.now() >= 0) ctr.schedstat_loops.add();
-    epoll_event events[256];
+    epoll_event events[kMaxEvents];
     Nanos next_tick = t0 + kSecond;
     Nanos tick_cpu = thread_cpu_now();
     Nanos tick_wait = run_queue.now();
@@ -819,7 +937,7 @@ struct LoadWorker::Impl {
       }
       const Nanos wait = std::max<Nanos>(0, wake - mono_now());
       timespec ts{static_cast<time_t>(wait / kSecond), static_cast<long>(wait % kSecond)};
-      const int n = epoll_pwait2(ep, events, 256, &ts, nullptr);
+      const int n = epoll_pwait2(ep, events, kMaxEvents, &ts, nullptr);
       ctr.wait_calls.add();
       if (n < 0 && errno != EINTR) return std::string("epoll_pwait2: ") + std::strerror(errno);
       for (int i = 0; i < n; ++i) {
@@ -831,13 +949,20 @@ struct LoadWorker::Impl {
           on_connected(c, idx, mono_now());
         } else if (c.state == State::kOpen) {
           if (events[i].events & EPOLLOUT) flush_queue(c, idx);
-          if (c.gen == gen && (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-            on_readable(c, idx);
+          if (c.gen == gen && (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+            if (io) {
+              ready.emplace_back(idx, gen);
+              continue;  // read with the rest of the batch, written at the next turn's top
+            }
+            on_readable(c, idx, rbuf.data(), rbuf.size());
+          }
         }
         // This connection's turn ends here: the requests its replies released leave now, in
         // one write, while the rest of the batch is served (the server is kept busy).
-        flush_staged();
+        if (!io) flush_staged();
       }
+      if (!ready.empty()) read_batch();
+      if (!fatal.empty()) return fatal;
     }
     if (sending) sending = false;
     // Measured requests still owed when the grace ran out.

@@ -7,7 +7,9 @@
 // Syscalls: requests produced during one loop turn (the replacements for the replies of
 // a read, every send whose time came) are staged (write_stage.h) and each connection
 // writes them with one write/writev at the end of the turn; the schedule is an indexed
-// heap (send_heap.h) and one wake serves every send due within --send-slack.
+// heap (send_heap.h) and one wake serves every send due within --send-slack. With
+// --io uring (io_batch.h) those reads and writes are ring operations instead: the reads of
+// one epoll batch in one io_uring_enter, the writes of one turn in another.
 //
 // Memory: a connection costs a small fixed struct (conn_struct_bytes()) plus 4 bytes of
 // heap position; an idle one owns no buffer. An active one gets, on its first send, its

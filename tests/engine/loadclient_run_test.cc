@@ -179,13 +179,26 @@ ClientRun run_client(std::vector<std::string> args, const std::string& name,
   return r;
 }
 
-TEST(LoadClientRun, CleanEchoMixHasNoMismatchOrError) {
+// The tests that depend on how the client moves bytes run once per --io mode; run_io adds
+// the mode to the arguments and to the temp files' names.
+class LoadClientIo : public ::testing::TestWithParam<const char*> {
+ protected:
+  ClientRun run_io(std::vector<std::string> args, const std::string& name,
+                   std::chrono::seconds limit = 30s,
+                   const std::function<void(pid_t)>& during = nullptr) const {
+    args.insert(args.end(), {"--io", GetParam()});
+    return run_client(std::move(args), name + "_" + GetParam(), limit, during);
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Io, LoadClientIo, ::testing::Values("epoll", "uring"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST_P(LoadClientIo, CleanEchoMixHasNoMismatchOrError) {
   auto peer = start_echo_peer();
   ASSERT_TRUE(peer);
-  auto r =
-      run_client({"--addr", peer->addr(), "--conns", "8", "--rate", "100", "--duration", "1s",
-                  "--op", "echo", "--payload", "0:0.1,64:0.6,4096:0.2,65535:0.1", "--seed", "9"},
-                 "clean");
+  auto r = run_io({"--addr", peer->addr(), "--conns", "8", "--rate", "100", "--duration", "1s",
+                   "--op", "echo", "--payload", "0:0.1,64:0.6,4096:0.2,65535:0.1", "--seed", "9"},
+                  "clean");
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.out << r.err;
   const json& s = r.result["summary"];
@@ -202,6 +215,7 @@ TEST(LoadClientRun, CleanEchoMixHasNoMismatchOrError) {
   EXPECT_TRUE(r.result["host"].contains("kernel"));
   EXPECT_FALSE(r.result["series"].empty());
   EXPECT_EQ(r.result["processes"].size(), 1u);
+  EXPECT_EQ(r.result["config"]["io"], GetParam());
 }
 
 TEST(LoadClientRun, CorruptedEchoIsCountedAsMismatch) {
@@ -219,7 +233,7 @@ TEST(LoadClientRun, CorruptedEchoIsCountedAsMismatch) {
 // Coordinated omission: a server stopped for 200 ms in the middle of a fixed-rate run must
 // show in the tail (latency from the intended send time), and the same run in closed-loop
 // mode must say it is closed-loop.
-TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
+TEST_P(LoadClientIo, ServerStallShowsInP99AndClosedLoopIsLabelled) {
   std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
   ASSERT_TRUE(server);
   const pid_t target = server->pid;
@@ -229,9 +243,9 @@ TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
     std::this_thread::sleep_for(200ms);
     kill(target, SIGCONT);
   };
-  auto open = run_client({"--addr", server->addr(), "--conns", "20", "--rate", "200", "--duration",
-                          "2s", "--op", "echo", "--quiet"},
-                         "stall_open", 30s, stall);
+  auto open = run_io({"--addr", server->addr(), "--conns", "20", "--rate", "200", "--duration",
+                      "2s", "--op", "echo", "--quiet"},
+                     "stall_open", 30s, stall);
   ASSERT_EQ(open.status, 0) << open.err;
   ASSERT_FALSE(open.result.is_discarded()) << open.err;
   EXPECT_EQ(open.result["mode"], "open");
@@ -239,9 +253,9 @@ TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
   EXPECT_GE(open.result["summary"]["latency_us"]["p99"].get<double>(), 100'000.0) << open.out;
   EXPECT_EQ(open.result["summary"]["mismatches"], 0);
 
-  auto closed = run_client({"--addr", server->addr(), "--conns", "20", "--inflight", "1",
-                            "--duration", "2s", "--op", "echo", "--quiet"},
-                           "stall_closed", 30s, stall);
+  auto closed = run_io({"--addr", server->addr(), "--conns", "20", "--inflight", "1", "--duration",
+                        "2s", "--op", "echo", "--quiet"},
+                       "stall_closed", 30s, stall);
   ASSERT_EQ(closed.status, 0) << closed.err;
   ASSERT_FALSE(closed.result.is_discarded()) << closed.err;
   EXPECT_EQ(closed.result["mode"], "closed-loop");
@@ -253,7 +267,7 @@ TEST(LoadClientRun, ServerStallShowsInP99AndClosedLoopIsLabelled) {
   EXPECT_EQ(closed.result["summary"]["mismatches"], 0);
 }
 
-TEST(LoadClientRun, EveryOpValidatesAgainstTheServer) {
+TEST_P(LoadClientIo, EveryOpValidatesAgainstTheServer) {
   if (!server_works()) GTEST_SKIP() << "c10m-server not available";
   auto server = start_c10m_server();
   ASSERT_TRUE(server);
@@ -263,7 +277,7 @@ TEST(LoadClientRun, EveryOpValidatesAgainstTheServer) {
                                      "--quiet", "--chunk",      "1000"};
     if (std::string(op) != "ping")
       args.insert(args.end(), {"--payload", "0:0.1,100:0.5,2500:0.3,65535:0.1"});
-    auto r = run_client(args, std::string("op_") + op);
+    auto r = run_io(args, std::string("op_") + op);
     ASSERT_EQ(r.status, 0) << op << r.err;
     ASSERT_FALSE(r.result.is_discarded()) << op << r.err;
     EXPECT_EQ(r.result["summary"]["mismatches"], 0) << op;
@@ -371,12 +385,12 @@ TEST(LoadClientRun, PackActivePutsEverySenderInTheFirstProcess) {
 // Closed loop: the replacements for the replies of one read leave together, so with 8 in
 // flight a connection writes up to 8 frames per syscall (never more: that would mean more
 // than 8 in flight), and every reply still matches its request in order.
-TEST(LoadClientRun, ClosedLoopWritesEachTurnsRequestsInOneSyscall) {
+TEST_P(LoadClientIo, ClosedLoopWritesEachTurnsRequestsInOneSyscall) {
   std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
   ASSERT_TRUE(server);
-  auto r = run_client({"--addr", server->addr(), "--conns", "20", "--inflight", "8", "--duration",
-                       "1s", "--op", "echo", "--payload", "0:0.2,64:0.6,3000:0.2", "--quiet"},
-                      "coalesce_closed");
+  auto r = run_io({"--addr", server->addr(), "--conns", "20", "--inflight", "8", "--duration", "1s",
+                   "--op", "echo", "--payload", "0:0.2,64:0.6,3000:0.2", "--quiet"},
+                  "coalesce_closed");
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
   const json& sys = r.result["summary"]["syscalls"];
@@ -390,10 +404,39 @@ TEST(LoadClientRun, ClosedLoopWritesEachTurnsRequestsInOneSyscall) {
   EXPECT_NE(r.out.find("frames per write"), std::string::npos) << r.out;
 }
 
+// --io uring: the reads of one epoll batch and the writes of one turn share an
+// io_uring_enter, so with many busy connections an enter carries several operations and the
+// loop makes fewer kernel entries than reads and writes. --io epoll uses no ring.
+TEST_P(LoadClientIo, ReadsAndWritesOfManyConnectionsShareAnEnter) {
+  std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
+  ASSERT_TRUE(server);
+  auto r = run_io({"--addr", server->addr(), "--conns", "64", "--inflight", "4", "--duration", "1s",
+                   "--op", "echo", "--quiet"},
+                  "batch");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  EXPECT_EQ(r.result["summary"]["errors"], 0) << r.result["totals"].dump();
+  EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+  const json& sys = r.result["summary"]["syscalls"];
+  const auto enters = sys["enter_calls"].get<int64_t>();
+  const auto batched = sys["batched_ops"].get<int64_t>();
+  const auto reads_writes = sys["read_calls"].get<int64_t>() + sys["write_calls"].get<int64_t>();
+  if (std::string(GetParam()) == "epoll") {
+    EXPECT_EQ(enters, 0) << sys.dump();
+    EXPECT_EQ(batched, 0) << sys.dump();
+  } else {
+    EXPECT_GT(enters, 0) << sys.dump();
+    EXPECT_GT(batched, enters) << sys.dump();
+    EXPECT_LE(batched, reads_writes) << sys.dump();
+  }
+  EXPECT_NE(r.out.find("syscalls per frame (--io " + std::string(GetParam())), std::string::npos)
+      << r.out;
+}
+
 // Open model: a client stopped for 300 ms owes ~300 sends per connection when it resumes;
 // they leave in one write per connection (timers of four connections interleave in that
 // turn), are timed from when they were due (the stall shows in p99), and are counted late.
-TEST(LoadClientRun, OpenModelCatchUpLeavesInOneWritePerConnection) {
+TEST_P(LoadClientIo, OpenModelCatchUpLeavesInOneWritePerConnection) {
   std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
   ASSERT_TRUE(server);
   auto stall_client = [](pid_t client) {
@@ -402,9 +445,9 @@ TEST(LoadClientRun, OpenModelCatchUpLeavesInOneWritePerConnection) {
     std::this_thread::sleep_for(300ms);
     kill(client, SIGCONT);
   };
-  auto r = run_client({"--addr", server->addr(), "--conns", "4", "--rate", "1000", "--duration",
-                       "2s", "--op", "echo", "--quiet"},
-                      "coalesce_open", 30s, stall_client);
+  auto r = run_io({"--addr", server->addr(), "--conns", "4", "--rate", "1000", "--duration", "2s",
+                   "--op", "echo", "--quiet"},
+                  "coalesce_open", 30s, stall_client);
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
   const json& sys = r.result["summary"]["syscalls"];
@@ -472,10 +515,10 @@ class SlowEchoPeer {
 // Partial writes: with a small SO_SNDBUF and a peer that reads slowly, the kernel takes
 // only part of a write; the rest waits in the connection's queue whole and in order, so
 // every large ECHO still comes back byte-identical.
-TEST(LoadClientRun, PartialWritesKeepFrameBoundaries) {
+TEST_P(LoadClientIo, PartialWritesKeepFrameBoundaries) {
   SlowEchoPeer peer;
   ASSERT_TRUE(peer.ok());
-  auto r = run_client(
+  auto r = run_io(
       {"--addr", peer.addr(), "--conns", "3", "--inflight", "4", "--duration", "1s", "--op", "echo",
        "--payload", "20000:0.5,65535:0.3,100:0.2", "--sndbuf", "4096", "--grace", "10s", "--quiet"},
       "partial", 60s);
