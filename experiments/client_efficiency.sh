@@ -115,7 +115,7 @@ if j.get("tool") == "min_echo_client":
       "p50_us": None, "p99_us": None, "p99_9_us": None,
       "client_us_per_frame": j["client_us_per_frame"],
       "server_us_per_frame": j["server_us_per_frame"] or 0, "frames_per_write": None,
-      "waits_per_frame": None,
+      "waits_per_frame": None, "syscalls_per_frame": None,
       "client_cpu_share": None, "client_run_queue_wait_share": None, "client_behind": False,
       "behind_cause": None, "late_sends": 0, "errors": 0, "mismatches": 0}))
     print(f"round {rnd}  server threads {threads}  {label:7} {mode:6}: {j['frames_per_s']:>9,.0f}/s"
@@ -137,6 +137,7 @@ print(json.dumps({
   "server_us_per_frame": (cpu["server_ns_per_frame"] or 0) / 1e3,
   "frames_per_write": sysc.get("frames_per_write"),
   "waits_per_frame": sysc["wait_calls"] / sysc["frames_in"] if sysc.get("frames_in") else None,
+  "syscalls_per_frame": sysc.get("syscalls_per_frame"),
   "client_cpu_share": loops.get("cpu_share"),
   "client_run_queue_wait_share": loops.get("run_queue_wait_share"),
   "client_behind": s["client_behind"], "behind_cause": s.get("behind_cause"),
@@ -163,7 +164,7 @@ runs = [json.loads(l) for l in open(runs_path) if l.strip()]
 host = json.load(open(host_path))
 keys = ["frames_per_s", "p50_us", "p99_us", "p99_9_us", "client_us_per_frame",
         "server_us_per_frame", "frames_per_write", "client_cpu_share",
-        "client_run_queue_wait_share", "late_share", "waits_per_frame"]
+        "client_run_queue_wait_share", "late_share", "waits_per_frame", "syscalls_per_frame"]
 for r in runs:  # share of measured sends that left > 1 ms late (open model only)
     r["late_share"] = r["late_sends"] / r["sent_measured"] if r.get("sent_measured") else None
 groups = {}
@@ -232,6 +233,10 @@ for row in summary:
           f"{mr(row['client_run_queue_wait_share'], '{:.3f}')}, sends > 1 ms late "
           f"{mr(row['late_share'], '{:.3f}')}, epoll waits per frame "
           f"{mr(row['waits_per_frame'], '{:.3f}')}")
+for row in summary:  # every kernel entry the client made (read, write, epoll, io_uring_enter)
+    if row["syscalls_per_frame"] is not None:
+        print(f"srv thr {row['server_threads']} {row['mode']:6} {row['client']:9}: client syscalls per frame "
+              f"{mr(row['syscalls_per_frame'], '{:.3f}')}")
 for s in speedups:
     print(f"server threads {s['server_threads']} {s['mode']:6}: frames/s after/before {mr(s['frames_after_over_before'], '{:.2f}')}, "
           f"client CPU per frame after/before {mr(s['client_cpu_after_over_before'], '{:.2f}')}")
