@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/build_info.h"
+#include "base/process_name.h"
 #include "base/units.h"
 #include "loadclient/io_batch.h"
 #include "loadclient/load_runner.h"
@@ -25,6 +26,7 @@ int usage_error(const std::string& msg) {
 int main(int argc, char** argv) {
   using namespace c10m;
   using namespace c10m::loadclient;
+  name_process(argv[0]);  // --procs workers start as /proc/self/exe
   CLI::App app{"c10m-loadclient: open-model load generator with HDR latency histograms"};
   LoadConfig cfg;
   std::vector<std::string> addrs;

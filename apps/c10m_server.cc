@@ -12,6 +12,7 @@
 #include "base/build_info.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/process_name.h"
 #include "base/units.h"
 #include "core/memory_budget.h"
 #include "core/server_config.h"
@@ -49,6 +50,7 @@ uint64_t size_flag(const char* flag, const std::string& text, uint64_t min, uint
 }  // namespace
 
 int main(int argc, char** argv) {
+  c10m::name_process(argv[0]);  // workers start as /proc/self/exe
   // Block the signals in every thread (threads inherit the mask); one thread sigwaits.
   sigset_t blocked;
   sigemptyset(&blocked);

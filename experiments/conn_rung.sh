@@ -214,8 +214,8 @@ for engine in $ENGINES; do
     cpid=$!
     echo "$cpid" >"$tmp/cpid"
     # A system-wide cpu-clock profile (this box has no hardware counters) of PERF_S seconds
-    # in the middle of the measured window: where the CPU goes, by DSO and symbol (server
-    # workers and client processes are both re-executed binaries: their comm is "exe").
+    # in the middle of the measured window: where the CPU goes, by DSO and symbol, and by
+    # command (c10m-server and c10m-loadclient, workers included).
     if [ "${PERF_S:-5}" -gt 0 ] && command -v perf >/dev/null; then
       sleep "$(( connect_s + DURATION / 2 ))"
       perf record -q -a -e cpu-clock -F 499 -o "$tmp/perf-$label.data" -- sleep "${PERF_S:-5}" \
@@ -317,7 +317,7 @@ try:
     r["perf_comm_dso"] = [l.strip() for l in open(f"{tmp}/perf-{label}.txt").read().splitlines()]
 except OSError:
     r["perf_comm_dso"] = None
-try:  # share of all samples by command (server workers and client processes are "exe")
+try:  # share of all samples by command
     r["perf_comm"] = [l.strip() for l in open(f"{tmp}/perf-comm-{label}.txt").read().splitlines()]
 except OSError:
     r["perf_comm"] = None

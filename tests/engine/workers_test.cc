@@ -244,6 +244,8 @@ TEST_P(WorkersTest, KilledWorkerIsRestartedAndCounted) {
   start(2);
   const std::vector<pid_t> pids = worker_pids();
   ASSERT_EQ(pids.size(), 2u) << server_.stderr_text();
+  // Workers start through /proc/self/exe, yet carry the binary's name (ps, pgrep, top).
+  for (pid_t p : pids) EXPECT_EQ(read_all("/proc/" + std::to_string(p) + "/comm"), "c10m-server\n");
   TestClient a;
   ASSERT_EQ(a.connect(server_.port()), 0);
   ASSERT_EQ(::kill(pids[1], SIGKILL), 0);
