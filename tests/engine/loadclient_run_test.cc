@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "loadclient/io_batch.h"
 #include "sys/socket.h"
 
 namespace {
@@ -183,6 +184,10 @@ ClientRun run_client(std::vector<std::string> args, const std::string& name,
 // the mode to the arguments and to the temp files' names.
 class LoadClientIo : public ::testing::TestWithParam<const char*> {
  protected:
+  void SetUp() override {
+    if (std::string(GetParam()) == "uring" && !c10m::loadclient::IoBatch::unavailable().empty())
+      GTEST_SKIP() << c10m::loadclient::IoBatch::unavailable();
+  }
   ClientRun run_io(std::vector<std::string> args, const std::string& name,
                    std::chrono::seconds limit = 30s,
                    const std::function<void(pid_t)>& during = nullptr) const {
