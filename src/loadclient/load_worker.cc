@@ -379,6 +379,19 @@ struct LoadWorker::Impl {
     }
   }
 
+  // Counts one write (a syscall or a ring operation) that returned `n`. Returns the bytes
+  // the kernel took (0 for EAGAIN), or -1 when the error closed the connection.
+  ssize_t took(Conn& c, uint32_t idx, ssize_t n) {
+    ctr.write_calls.add();
+    if (n == -EAGAIN) return 0;
+    if (n < 0) {
+      close_conn(c, idx, CloseReason::kUnexpected);
+      return -1;
+    }
+    ctr.bytes_out.add(static_cast<uint64_t>(n));
+    return n;
+  }
+
   // One write of `len` bytes (requests too large to stage). Returns false when closed.
   bool write_direct(Conn& c, uint32_t idx, const uint8_t* data, size_t len) {
     ActiveState& a = *c.act;
@@ -386,16 +399,8 @@ struct LoadWorker::Impl {
       queue_rest(c, idx, data, len);
       return true;
     }
-    ssize_t n = sys::write_some(c.fd, data, len);
-    ctr.write_calls.add();
-    if (n < 0) {
-      if (n != -EAGAIN) {
-        close_conn(c, idx, CloseReason::kUnexpected);
-        return false;
-      }
-      n = 0;
-    }
-    ctr.bytes_out.add(static_cast<uint64_t>(n));
+    const ssize_t n = took(c, idx, sys::write_some(c.fd, data, len));
+    if (n < 0) return false;
     if (static_cast<size_t>(n) < len) {
       ctr.partial_writes.add();
       queue_rest(c, idx, data + n, len - static_cast<size_t>(n));
@@ -432,15 +437,8 @@ struct LoadWorker::Impl {
   // short write the rest of the chain is queued, in order, so frame boundaries stay
   // intact. Returns true when all of it left.
   bool wrote(Conn& c, uint32_t idx, uint32_t first, ssize_t n, size_t want) {
-    ctr.write_calls.add();
-    if (n < 0) {
-      if (n != -EAGAIN) {
-        close_conn(c, idx, CloseReason::kUnexpected);
-        return false;
-      }
-      n = 0;
-    }
-    ctr.bytes_out.add(static_cast<uint64_t>(n));
+    n = took(c, idx, n);
+    if (n < 0) return false;
     if (static_cast<size_t>(n) == want) return true;
     ctr.partial_writes.add();
     queue_chain(c, idx, first, static_cast<size_t>(n));
@@ -538,13 +536,9 @@ struct LoadWorker::Impl {
   void flush_queue(Conn& c, uint32_t idx) {
     if (!c.act || c.act->wq.empty()) return;
     ActiveState& a = *c.act;
-    const ssize_t n = sys::write_some(c.fd, a.wq.data() + a.wq_off, a.wq.size() - a.wq_off);
-    ctr.write_calls.add();
-    if (n < 0) {
-      if (n != -EAGAIN) close_conn(c, idx, CloseReason::kUnexpected);
-      return;
-    }
-    ctr.bytes_out.add(static_cast<uint64_t>(n));
+    const ssize_t n =
+        took(c, idx, sys::write_some(c.fd, a.wq.data() + a.wq_off, a.wq.size() - a.wq_off));
+    if (n <= 0) return;
     a.wq_off += static_cast<size_t>(n);
     if (a.wq_off == a.wq.size()) {
       std::vector<uint8_t>().swap(a.wq);
