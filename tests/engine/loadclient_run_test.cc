@@ -363,13 +363,15 @@ TEST(LoadClientRun, FortyThousandConnectionsThroughProcsAndSrcips) {
 }
 
 // --pack-active: the active connections fill the first process; the second holds only
-// idle ones. Every process still holds its share of connections (its fd load).
+// idle ones. Every process still holds its share of connections (its fd load). The window
+// is timed from before the fork: 3 s leaves room for a worker that starts late on a busy box
+// (seen under TSan at ctest -j2: a 1 s window was over before either worker connected).
 TEST(LoadClientRun, PackActivePutsEverySenderInTheFirstProcess) {
   std::unique_ptr<Server> server = server_works() ? start_c10m_server() : start_echo_peer();
   ASSERT_TRUE(server);
   auto r = run_client(
       {"--addr", server->addr(), "--procs", "2", "--conns", "40", "--active-frac", "0.25", "--rate",
-       "50", "--pack-active", "--duration", "1s", "--op", "echo", "--quiet"},
+       "50", "--pack-active", "--duration", "3s", "--op", "echo", "--quiet"},
       "pack_active", 30s);
   ASSERT_EQ(r.status, 0) << r.err;
   ASSERT_FALSE(r.result.is_discarded()) << r.err;
