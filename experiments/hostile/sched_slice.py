@@ -28,7 +28,14 @@ attr = ctypes.create_string_buffer(
     struct.pack("IIQiIQQQII", 56, 0, 0, 0, 0, a.slice_ns, 0, 0, 0, 0), 56)
 done = set()
 stop = time.time() + a.seconds
-signal.signal(signal.SIGTERM, lambda *_: setattr(sys.modules[__name__], "stop", 0))
+
+
+def on_term(*_):
+    global stop
+    stop = 0
+
+
+signal.signal(signal.SIGTERM, on_term)
 while time.time() < stop:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:

@@ -30,7 +30,7 @@ const std::string& IoBatch::unavailable() {
 }
 
 IoBatch::~IoBatch() {
-  if (ring_ok_) io_uring_queue_exit(&ring_);
+  if (capacity_ != 0) io_uring_queue_exit(&ring_);
 }
 
 std::string IoBatch::init(unsigned capacity) {
@@ -39,7 +39,6 @@ std::string IoBatch::init(unsigned capacity) {
   p.cq_entries = capacity;
   const int r = io_uring_queue_init_params(capacity, &ring_, &p);
   if (r < 0) return std::string("io_uring_queue_init: ") + std::strerror(-r);
-  ring_ok_ = true;
   capacity_ = capacity;
   msgs_ = std::make_unique<Msg[]>(capacity);
   results_ = std::make_unique<Result[]>(capacity);

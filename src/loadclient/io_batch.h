@@ -9,8 +9,8 @@
 // order and its error handling; only the count of kernel entries changes. The ring is
 // SINGLE_ISSUER + DEFER_TASKRUN: nothing runs behind the loop's back.
 //
-// Bounds: at most capacity() operations per batch, with at most kMaxIov iovecs each; the
-// caller submits when full(). Buffers must stay valid until submit() returns. No
+// Bounds: at most init()'s `capacity` operations per batch, with at most kMaxIov iovecs
+// each; the caller submits when full(). Buffers must stay valid until submit() returns. No
 // allocation after init().
 //
 // Thread rule: init() and every call on the loop thread that owns it (SINGLE_ISSUER binds
@@ -43,7 +43,6 @@ class IoBatch : NonCopyable {
 
   /// Creates the ring for `capacity` operations per batch. Returns "" or what failed.
   std::string init(unsigned capacity);
-  unsigned capacity() const { return capacity_; }
   unsigned queued() const { return queued_; }
   bool full() const { return queued_ == capacity_; }
 
@@ -52,17 +51,16 @@ class IoBatch : NonCopyable {
   /// `cnt` in 2..kMaxIov; the iovecs are copied.
   void sendmsg(int fd, const iovec* iov, int cnt, uint64_t tag);
 
-  /// One io_uring_enter: submits what is queued and returns every completion (in issue
-  /// order), valid until the next call. Returns an empty span on a ring failure (errno in
-  /// `*err`), which the caller treats as fatal.
+  /// One io_uring_enter: submits what is queued and returns every completion (each with
+  /// its operation's tag, in no promised order), valid until the next call. Returns an
+  /// empty span on a ring failure (errno in `*err`), which the caller treats as fatal.
   std::span<const Result> submit(int* err);
 
  private:
   io_uring_sqe* next_sqe();
 
   io_uring ring_{};
-  bool ring_ok_ = false;
-  unsigned capacity_ = 0;
+  unsigned capacity_ = 0;  // 0 until init() made the ring
   unsigned queued_ = 0;
   struct Msg {
     msghdr hdr;
