@@ -82,19 +82,25 @@ TEST_P(OverloadTest, NonReadingFetchFleetStaysWithinTheBudget) {
   // A well-behaved client, connected first, pinging all along.
   std::atomic<bool> stop{false};
   std::atomic<int> pongs{0}, failures{0};
+  std::string failure;  // what went wrong, written by the good thread, read after join()
   std::thread good([&] {
     TestClient c;
     if (c.connect(server_.port()) != 0) {
+      failure = "connect failed";
       ++failures;
       return;
     }
     while (!stop) {
       if (!c.write_all(ping())) {
+        failure = "PING write failed after " + std::to_string(pongs.load()) + " PONGs";
         ++failures;
         return;
       }
       const auto f = c.read_frame(milliseconds(10000));
       if (!f || f->type != 0x01) {
+        failure = (f ? "frame type " + std::to_string(f->type)
+                     : std::string("no frame (closed, reset or 10 s)")) +
+                  " instead of PONG after " + std::to_string(pongs.load()) + " PONGs";
         ++failures;
         return;
       }
@@ -188,7 +194,7 @@ TEST_P(OverloadTest, NonReadingFetchFleetStaysWithinTheBudget) {
   good.join();
   if (std::getenv("C10M_TEST_DEBUG") != nullptr)
     std::fprintf(stderr, "%s\n", server_.stderr_text().c_str());
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(failures.load(), 0) << failure << "\n" << server_.stderr_text();
   EXPECT_GT(pongs.load(), 10);
   for (int fd : fleet) ::close(fd);
   // Once the fleet is gone, new connections are accepted and served.
