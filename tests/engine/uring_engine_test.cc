@@ -18,7 +18,9 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -107,20 +109,85 @@ Bytes echo_burst(int count, size_t max_len, uint32_t seed) {
   return out;
 }
 
+/// Holds a loop in user space before its next wait (UringOptions::before_wait) until
+/// released; every wait is bounded, so a test that fails never hangs the loop.
+class LoopGate {
+ public:
+  std::function<void()> hook() {
+    return [this] {
+      if (!hold_.load()) return;
+      held_ = true;
+      const auto end = Clock::now() + milliseconds(10000);
+      while (hold_.load() && Clock::now() < end) std::this_thread::sleep_for(milliseconds(1));
+      held_ = false;
+    };
+  }
+  /// True once the loop is held. `wake` must give the loop a completion (it may be waiting
+  /// with no timeout); the hook runs before its next wait.
+  bool hold(const std::function<void()>& wake) {
+    hold_ = true;
+    wake();
+    const auto end = Clock::now() + milliseconds(10000);
+    while (!held_.load()) {
+      if (Clock::now() > end) return false;
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    return true;
+  }
+  void release() { hold_ = false; }
+
+ private:
+  std::atomic<bool> hold_{false};
+  std::atomic<bool> held_{false};
+};
+
 /// Each client writes its burst from its own thread while this thread reads every client's
-/// echo back; true when every client got exactly its bytes.
-bool echo_all(uint16_t port, int clients, int frames, size_t max_len) {
+/// echo back; true when every client got exactly its bytes. With a `gate`, every client
+/// first makes one round trip (accepted, receiving), then the loop is held (woken by one
+/// more frame from the first client) while each client writes the first 2 KiB of its
+/// burst, so that the loop's next wait finds all of them at once.
+bool echo_all(uint16_t port, int clients, int frames, size_t max_len, LoopGate* gate = nullptr) {
   std::vector<TestClient> cs(static_cast<size_t>(clients));
   std::vector<Bytes> bursts;
   for (int i = 0; i < clients; ++i) {
     if (cs[static_cast<size_t>(i)].connect(port) != 0) return false;
     bursts.push_back(echo_burst(frames, max_len, static_cast<uint32_t>(i)));
   }
+  std::vector<size_t> sent(static_cast<size_t>(clients), 0);
+  if (gate != nullptr) {
+    const Bytes hello = frame(0x02, Bytes{1, 2, 3});
+    for (auto& c : cs) {
+      if (!c.write_all(hello) || c.read_bytes(hello.size(), milliseconds(20000)) != hello) {
+        ADD_FAILURE() << "a client's first round trip failed";
+        return false;
+      }
+    }
+    if (!gate->hold([&] { cs[0].write_all(hello); })) {
+      ADD_FAILURE() << "the loop was not held within 10 s";
+      return false;
+    }
+    for (int i = 0; i < clients; ++i) {
+      const Bytes& b = bursts[static_cast<size_t>(i)];
+      const size_t n = std::min<size_t>(2048, b.size());
+      if (!cs[static_cast<size_t>(i)].write_all(Bytes(b.begin(), b.begin() + n))) {
+        gate->release();
+        return false;
+      }
+      sent[static_cast<size_t>(i)] = n;
+    }
+    gate->release();
+    if (cs[0].read_bytes(hello.size(), milliseconds(20000)) != hello) {
+      ADD_FAILURE() << "the frame that woke the loop was not echoed";
+      return false;
+    }
+  }
   std::atomic<bool> wrote{true};
   std::vector<std::thread> writers;
   for (int i = 0; i < clients; ++i)
     writers.emplace_back([&, i] {
-      if (!cs[static_cast<size_t>(i)].write_all(bursts[static_cast<size_t>(i)])) wrote = false;
+      const Bytes& b = bursts[static_cast<size_t>(i)];
+      const Bytes rest(b.begin() + static_cast<ptrdiff_t>(sent[static_cast<size_t>(i)]), b.end());
+      if (!cs[static_cast<size_t>(i)].write_all(rest)) wrote = false;
     });
   bool ok = true;
   for (int i = 0; i < clients; ++i) {
@@ -166,16 +233,18 @@ TEST_F(UringEngineTest, IncrementalBuffersShareOneBufferAcrossReceives) {
 
 TEST_F(UringEngineTest, FullCompletionQueueLosesNothing) {
   // An 8-entry CQ and a 4-entry SQ against 32 pipelining clients: completions overflow
-  // into the kernel's list, multishot receives end and are re-armed, the SQ fills mid-turn
-  // (a turn that handles more than 4 completions has more than 4 requests to submit; with
-  // an SQ as large as the CQ that needed re-arms or an accept burst in the same turn, which
-  // a slow build, e.g. TSan, may not see).
+  // into the kernel's list, multishot receives end and are re-armed, the SQ fills mid-turn.
+  // The loop is held while all 32 clients write, so its next wait completes 32 receives at
+  // once (more than the CQ holds) and that turn has more than 4 requests to submit, on any
+  // build's timing.
+  LoopGate gate;
   UringOptions o;
   o.sq_entries = 4;
   o.cq_entries = 8;
+  o.before_wait = gate.hook();
   InProcessServer server({}, o);
   ASSERT_EQ(server.error(), "");
-  EXPECT_TRUE(echo_all(server.port(), 32, 1000, 100));
+  EXPECT_TRUE(echo_all(server.port(), 32, 1000, 100, &gate));
   const UringStats& s = server.stop();
   EXPECT_GT(s.cq_overflows + s.recv_rearms, 0u);
   EXPECT_GT(s.early_submits, 0u);

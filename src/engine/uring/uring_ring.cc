@@ -205,6 +205,7 @@ std::string UringRing::init(const UringOptions& opts, uint32_t fixed_files,
   rc = register_buf_ring(&ring_, buffers, kBufferGroup, buffers->incremental());
   if (rc < 0) return "registering the receive buffer ring: " + errno_text(rc);
   arena_ = std::make_unique<SendMsg[]>(kArenaMsgs);
+  before_wait_ = opts.before_wait;
   return "";
 }
 
@@ -327,6 +328,7 @@ void UringRing::close_slot(uint32_t slot, uint64_t ud) {
 }
 
 int UringRing::submit_and_wait(Nanos timeout) {
+  if (before_wait_) before_wait_();
   if (stats_ != nullptr) ++stats_->enters;
   io_uring_cqe* cqe = nullptr;
   int rc;

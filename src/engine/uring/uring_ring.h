@@ -19,6 +19,7 @@
 #include <liburing.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,9 @@ struct UringOptions {
   bool incremental = true;      // use IOU_PBUF_RING_INC when the kernel has it
   uint32_t fixed_files = 0;     // direct descriptors per loop; 0: the fd limit (RLIMIT_NOFILE)
   size_t zerocopy_min = 0;      // SEND_ZC for a first block of at least this; 0: --zerocopy-min
+  /// Tests only: runs on the loop thread before each wait, so that a test can hold a loop
+  /// in user space while its peers write (the completions then arrive in one burst).
+  std::function<void()> before_wait;
 };
 
 class UringRing final : public UringIo, NonCopyable {
@@ -89,6 +93,7 @@ class UringRing final : public UringIo, NonCopyable {
   bool fd_registered_ = false;
   UringStats* stats_ = nullptr;
   unsigned dropped_seen_ = 0;
+  std::function<void()> before_wait_;  // UringOptions::before_wait
   // sendmsg needs a msghdr and iovec array that live until the kernel has read them,
   // which it does while submitting: one arena per batch, reset after each enter.
   static constexpr int kArenaMsgs = 256;
