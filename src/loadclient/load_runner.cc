@@ -452,6 +452,13 @@ int run_load(LoadConfig cfg, const std::vector<std::string>& argv) {
   sys::raise_fd_limit();
   if (cfg.worker_index >= 0) {
     // A --procs worker: JSON lines to the parent on stdout.
+    const Nanos late = mono_now() - (cfg.t0 + cfg.warmup + cfg.duration);
+    if (late > 0)
+      log_warn(
+          "worker {}: started {:.2f} s after the run's window ended: it opens no connection and "
+          "sends nothing (the box took too long to start {} processes; use a longer "
+          "--duration or fewer --procs)",
+          cfg.worker_index, static_cast<double>(late) / 1e9, cfg.worker_count);
     auto on_tick = [](int t, const Totals& cur, const HdrHistogram& interval) {
       nlohmann::json j = {{"tick", t}, {"totals", cur.to_json()}, {"interval", interval.to_json()}};
       fmt::print(stdout, "{}\n", j.dump());

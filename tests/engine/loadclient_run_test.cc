@@ -5,13 +5,15 @@
 // to two servers of two worker processes each, every one answered, with per-process and
 // merged counts in the JSON. Write coalescing: the requests of one loop turn leave in one
 // write per connection (closed loop, and an open-model catch-up), partial writes to a slow
-// reader keep frame boundaries, and a client starved of CPU by the scheduler says so.
+// reader keep frame boundaries, and a client starved of CPU by the scheduler says so, as
+// does a --procs worker that starts after the run's window.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -387,6 +389,23 @@ TEST(LoadClientRun, PackActivePutsEverySenderInTheFirstProcess) {
   EXPECT_GT(r.result["totals"]["done_measured"].get<int64_t>(), 0);
   EXPECT_EQ(r.result["summary"]["errors"], 0);
   EXPECT_EQ(r.result["summary"]["mismatches"], 0);
+}
+
+// A --procs worker that starts after the run's window has ended (a box too busy to start
+// them all in time) sends nothing; it says so instead of reporting an empty run silently.
+TEST(LoadClientRun, WorkerStartedAfterTheWindowSaysSo) {
+  std::unique_ptr<Server> server = start_echo_peer();
+  ASSERT_TRUE(server);
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const int64_t t0 = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec - 60000000000;
+  auto r = run_client(
+      {"--addr", server->addr(), "--conns", "2", "--rate", "10", "--duration", "1s", "--quiet",
+       "--worker-index", "1", "--worker-count", "2", "--worker-t0", std::to_string(t0)},
+      "late_worker", 30s);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("worker 1: started "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("after the run's window ended"), std::string::npos) << r.err;
 }
 
 // Closed loop: the replacements for the replies of one read leave together, so with 8 in
