@@ -3,7 +3,8 @@
 clients measure latency (docs/FINDINGS.md section 11, issue 11).
 
   experiments/hostile/hostile.py ATTACK [--conns N] [--attack 20] [--baseline 10]
-      [--memory-limit 256MiB] [--workers auto] [--fleet-rate 5000] [--out results/hostile]
+      [--memory-limit 256MiB] [--workers auto] [--fleet-rate 5000] [--rst-rate 0]
+      [--out results/hostile]
 
 ATTACK: slowloris (half partial headers, half partial 60,000-byte ECHOs with 8,000 bytes
 sent), slow-readers (FETCH of 1 GiB with SO_RCVBUF 4 KiB: half never read, half read
@@ -16,8 +17,9 @@ to CPU 0; clients on CPU 1); the good clients alone for --baseline s (their p99 
 baseline); then the good clients connect again and, 2 s later (once connected: they are
 never shut out by what the attack does to admission), the fleet runs for --attack s while
 they measure. Fleet processes hold at most 16,000 connections each (the fd limit), share
---fleet-rate connects/s, and run at nice 10 so that the measuring client on the same core
-is not starved by them. --workers auto: one process per ~19,000 connections (fleet + good
+--fleet-rate connects/s (slowloris, slow readers, garbage; the rst fleet connects at
+--rst-rate, 0: as fast as it can; the flood is never capped), and run at nice 10 so that
+the measuring client on the same core is not starved by them. --workers auto: one process per ~19,000 connections (fleet + good
 clients), 1 up to 15,000. --memory-limit is per process. The server's VmRSS (supervisor +
 workers), its budget gauges (summed over workers), its overload counters and the kernel's
 TCP memory are sampled every 0.25 s. Writes OUT/ATTACK.json (host record, git commit,
@@ -101,8 +103,9 @@ def fleet_kinds(attack, conns, seconds, rate):
         return [common + ["--mode", "slow-read", "--conns", str(conns), "--rcvbuf", "1048576",
                           "--read-rate", str(1 << 30), "--fetch-total", "1024GiB",
                           "--chunk", "65535"]]
-    if attack == "rst":
-        return [common + ["--mode", "rst", "--conns", str(conns)]]
+    if attack == "rst":  # `rate` 0: as fast as the fleet can
+        return [common + ["--mode", "rst", "--conns", str(conns)] +
+                (["--rate", str(rate)] if rate > 0 else [])]
     if attack == "flood":
         return [common + ["--mode", "flood", "--conns", str(conns), "--connect-timeout", "2s"]]
     if attack == "garbage":
@@ -243,7 +246,10 @@ def main():
     ap.add_argument("--baseline", type=int, default=10)
     ap.add_argument("--memory-limit", default="256MiB", help="per server process")
     ap.add_argument("--workers", default="auto")
-    ap.add_argument("--fleet-rate", type=float, default=5000, help="connects/s, all fleets")
+    ap.add_argument("--fleet-rate", type=float, default=5000,
+                    help="connects/s, all fleets (not rst's, not the flood's)")
+    ap.add_argument("--rst-rate", type=float, default=0,
+                    help="connects/s of the rst fleet (0: as fast as it can)")
     ap.add_argument("--server-flags", default="", help="extra server flags")
     ap.add_argument("--out", default=os.path.join(ROOT, "results/hostile"))
     a = ap.parse_args()
@@ -284,7 +290,8 @@ def main():
         time.sleep(2)
         t_attack = time.monotonic() - t0
         procs = []
-        fleet_cmds = fleets(a.attack, a.conns, a.attack_s, a.fleet_rate)
+        fleet_cmds = fleets(a.attack, a.conns, a.attack_s,
+                            a.rst_rate if a.attack == "rst" else a.fleet_rate)
         for i, f in enumerate(fleet_cmds):
             cmd = ["nice", "-n", "10", "taskset", "-c", "1", FLEET] + f + \
                 ["--json", f"{tmp}/fleet{i}.json"]
@@ -337,6 +344,7 @@ def main():
         "commands": {"server": server_cmd, "good_clients": good_cmd, "fleets": fleet_cmds},
         "memory_limit_bytes": limit * workers, "memory_limit_per_process_bytes": limit,
         "server_workers": workers, "rss_start_bytes": rss_start,
+        "fleet_rate": a.rst_rate if a.attack == "rst" else a.fleet_rate,
         "peak_rss_bytes": peak_rss, "peak_rss_growth_bytes": peak_rss - rss_start,
         "peak_budget_used_bytes": peak_budget,
         "peak_kernel_tcp_mem_bytes": max(s["kernel_tcp_mem"] for s in attack_samples or samples),
