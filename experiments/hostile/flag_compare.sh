@@ -21,7 +21,7 @@ run() {  # attack, a|b, round
   experiments/hostile/hostile.py "$1" --conns 100000 --attack 30 --fleet-rate 25000 \
     --server-flags "$flags" --out "$OUT/$2-r$3" >"$OUT/$2-r$3-$1.log" 2>&1 ||
     echo "hostile.py $1 ($2) failed" >&2
-  nstat -a 2>/dev/null | grep -E "TCPMemoryPressures|PruneCalled|RcvPruned|TCPRcvQDrop|RetransSegs" \
+  nstat 2>/dev/null | grep -E "TCPMemoryPressures|PruneCalled|RcvPruned|TCPRcvQDrop|RetransSegs" \
     >"$OUT/$2-r$3-$1.nstat" || true
   echo "$1 [$flags] round $3: $(tail -n 1 "$OUT/$2-r$3-$1.log" | sed 's/.*good p99/good p99/')" \
     "| $(tr -s ' ' <"$OUT/$2-r$3-$1.nstat" | cut -d' ' -f1,2 | tr '\n' ' ')"
