@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
   c10m::core::ServerConfig cfg;
   std::string engine_name = "epoll";
   std::string idle = "300s", frame = "10s", write_to = "10s", drain = "30s";
-  std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", readbuf = "64KiB",
-              thread_stack = "64KiB", zerocopy_min = "0";
+  std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", notsent_lowat = "0",
+              readbuf = "64KiB", thread_stack = "64KiB", zerocopy_min = "0";
   uint32_t max_frame = 65535;
 
   CLI::App app{"c10m-server: framed TCP server (see docs/PROTOCOL.md)", "c10m-server"};
@@ -84,6 +84,10 @@ int main(int argc, char** argv) {
                "TCP_NODELAY on accepted sockets, default true (--nodelay=false turns it off)");
   app.add_option("--rcvbuf", rcvbuf, "SO_RCVBUF per connection (0 = kernel default, autotuned)");
   app.add_option("--sndbuf", sndbuf, "SO_SNDBUF per connection (0 = kernel default, autotuned)");
+  app.add_option("--notsent-lowat", notsent_lowat,
+                 "TCP_NOTSENT_LOWAT per connection: unsent bytes the kernel may queue for a "
+                 "peer (0 = net.ipv4.tcp_notsent_lowat, unlimited by default). Bounds the kernel "
+                 "memory a slow reader pins without capping the window of a fast one");
   app.add_option("--readbuf", readbuf,
                  "bytes per read() (epoll: the per-loop scratch buffer; uring: the size of "
                  "each provided receive buffer, at most 64KiB)");
@@ -166,6 +170,7 @@ int main(int argc, char** argv) {
     cfg.limits.write_queue = size_flag("--write-queue", write_queue, 0, uint64_t{1} << 40);
     cfg.rcvbuf = static_cast<int>(size_flag("--rcvbuf", rcvbuf, 0, 1 << 30));
     cfg.sndbuf = static_cast<int>(size_flag("--sndbuf", sndbuf, 0, 1 << 30));
+    cfg.notsent_lowat = static_cast<int>(size_flag("--notsent-lowat", notsent_lowat, 0, 1 << 30));
     cfg.readbuf = size_flag("--readbuf", readbuf, 1, 64 << 20);
     cfg.thread_stack = size_flag("--thread-stack", thread_stack, 16 << 10, 1 << 30);
     cfg.memory_release = duration_flag("--memory-release", memory_release);

@@ -59,8 +59,9 @@ struct ServerConfig {
   bool nodelay = true;
   int rcvbuf = 0;  // 0 = kernel default
   int sndbuf = 0;
-  size_t readbuf = 64 * 1024;       // bytes read per read() call (per-loop scratch buffer)
-  bool pool = true;                 // recycle per-thread buffers (false: malloc/free each time)
+  int notsent_lowat = 0;       // TCP_NOTSENT_LOWAT: unsent bytes the kernel may queue per socket
+  size_t readbuf = 64 * 1024;  // bytes read per read() call (per-loop scratch buffer)
+  bool pool = true;            // recycle per-thread buffers (false: malloc/free each time)
   size_t thread_stack = 64 * 1024;  // thread engine: stack per connection thread
   size_t zerocopy_min = 0;          // uring: SEND_ZC for a reply block of >= this; 0 = never
   std::string fetch_file;           // FETCH content; empty = the i mod 251 pattern

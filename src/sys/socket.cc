@@ -131,6 +131,10 @@ int apply_socket_options(int fd, const SocketOptions& opts) {
   if (opts.sndbuf > 0) {
     if (int rc = set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, opts.sndbuf); rc < 0) return rc;
   }
+  if (opts.notsent_lowat > 0) {
+    if (int rc = set_int_opt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, opts.notsent_lowat); rc < 0)
+      return rc;
+  }
   if (opts.zerocopy) {
     if (int rc = set_int_opt(fd, SOL_SOCKET, SO_ZEROCOPY, 1); rc < 0) return rc;
   }

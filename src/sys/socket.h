@@ -75,9 +75,11 @@ struct SocketOptions {
   bool nodelay = true;
   int rcvbuf = 0;  // 0 = kernel default (autotuning stays on)
   int sndbuf = 0;
+  int notsent_lowat = 0;  // TCP_NOTSENT_LOWAT: unsent bytes the kernel may queue (0 = sysctl)
   bool zerocopy = false;  // SO_ZEROCOPY (allows sendmsg with MSG_ZEROCOPY)
 };
-/// Applies TCP_NODELAY / SO_RCVBUF / SO_SNDBUF / SO_ZEROCOPY. Returns 0 or -errno.
+/// Applies TCP_NODELAY / SO_RCVBUF / SO_SNDBUF / TCP_NOTSENT_LOWAT / SO_ZEROCOPY. Returns 0 or
+/// -errno.
 int apply_socket_options(int fd, const SocketOptions& opts);
 int set_nonblocking(int fd, bool on);
 /// SO_RCVTIMEO/SO_SNDTIMEO for blocking sockets (thread engine); 0 = none.

@@ -548,6 +548,7 @@ void EpollLoop::accept_burst(Nanos now) {
     so.nodelay = config_.nodelay;
     so.rcvbuf = config_.rcvbuf;
     so.sndbuf = config_.sndbuf;
+    so.notsent_lowat = config_.notsent_lowat;
     so.zerocopy = config_.fetch_send == core::FetchSend::kZerocopy;
     sys::apply_socket_options(fd, so);
     const uint64_t before = shared_->open.fetch_add(1, std::memory_order_relaxed);

@@ -37,6 +37,7 @@ sys::SocketOptions socket_options(const core::ServerConfig& config) {
   so.nodelay = config.nodelay;
   so.rcvbuf = config.rcvbuf;
   so.sndbuf = config.sndbuf;
+  so.notsent_lowat = config.notsent_lowat;
   return so;
 }
 

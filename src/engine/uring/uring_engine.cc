@@ -76,12 +76,13 @@ std::string UringEngine::bind() {
     for (const auto& l : listeners_) fds.push_back(l.get());
   }
   // Direct descriptors cannot take setsockopt(2); accepted sockets inherit these from the
-  // listener instead (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF). On an inherited listener every
-  // worker sets the same values.
+  // listener instead (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF, TCP_NOTSENT_LOWAT). On an inherited
+  // listener every worker sets the same values.
   sys::SocketOptions so;
   so.nodelay = config_.nodelay;
   so.rcvbuf = config_.rcvbuf;
   so.sndbuf = config_.sndbuf;
+  so.notsent_lowat = config_.notsent_lowat;
   for (int fd : fds) {
     if (int rc = sys::apply_socket_options(fd, so); rc < 0)
       return std::string("socket options on the listener: ") + std::strerror(-rc);
