@@ -19,15 +19,16 @@ never shut out by what the attack does to admission), the fleet runs for --attac
 they measure. Fleet processes hold at most 16,000 connections each (the fd limit), share
 --fleet-rate connects/s (slowloris, slow readers, garbage; the rst fleet connects at
 --rst-rate, 0: as fast as it can; the flood is never capped), and run at nice 10 so that
-the measuring client on the same core is not starved by them. --workers auto: one process per ~19,000 connections (fleet + good
-clients), 1 up to 15,000. --memory-limit is per process. The server's VmRSS (supervisor +
-workers), its budget gauges (summed over workers), its overload counters and the kernel's
-TCP memory are sampled every 0.25 s. Writes OUT/ATTACK.json (host record, git commit,
-commands, samples, fleet and client reports) and OUT/ATTACK.png (memory over time; the good
-clients' p99 per second). The server's CPU and run-queue wait (schedstat, all its threads)
-are sampled too, and summed over the baseline and the attack. Raises net.core.somaxconn and net.ipv4.tcp_max_syn_backlog to
-65535 if lower (printed, restored at exit). Ports 23000-23001. Run it with
-the box to itself; needs build/release (make build).
+the measuring client on the same core is not starved by them. --workers auto: one process
+per ~19,000 connections (fleet + good clients), 1 up to 15,000. --memory-limit is per
+process. The server's VmRSS (supervisor + workers), its budget gauges (summed over
+workers), its overload counters and the kernel's TCP memory are sampled every 0.25 s.
+Writes OUT/ATTACK.json (host record, git commit, commands, samples, fleet and client
+reports) and OUT/ATTACK.png (memory over time; the good clients' p99 per second). The
+server's CPU and run-queue wait (schedstat, all its threads) are sampled too, and summed
+over the baseline and the attack. Raises net.core.somaxconn and
+net.ipv4.tcp_max_syn_backlog to 65535 if lower (printed, restored at exit). Ports
+23000-23001. Run it with the box to itself; needs build/release (make build).
 """
 import argparse
 import json
@@ -254,6 +255,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "results/hostile"))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    fleet_rate = a.rst_rate if a.attack == "rst" else a.fleet_rate
     tmp = f"/tmp/hostile-{a.attack}-{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
 
@@ -290,8 +292,7 @@ def main():
         time.sleep(2)
         t_attack = time.monotonic() - t0
         procs = []
-        fleet_cmds = fleets(a.attack, a.conns, a.attack_s,
-                            a.rst_rate if a.attack == "rst" else a.fleet_rate)
+        fleet_cmds = fleets(a.attack, a.conns, a.attack_s, fleet_rate)
         for i, f in enumerate(fleet_cmds):
             cmd = ["nice", "-n", "10", "taskset", "-c", "1", FLEET] + f + \
                 ["--json", f"{tmp}/fleet{i}.json"]
@@ -344,7 +345,7 @@ def main():
         "commands": {"server": server_cmd, "good_clients": good_cmd, "fleets": fleet_cmds},
         "memory_limit_bytes": limit * workers, "memory_limit_per_process_bytes": limit,
         "server_workers": workers, "rss_start_bytes": rss_start,
-        "fleet_rate": a.rst_rate if a.attack == "rst" else a.fleet_rate,
+        "fleet_rate": fleet_rate,
         "peak_rss_bytes": peak_rss, "peak_rss_growth_bytes": peak_rss - rss_start,
         "peak_budget_used_bytes": peak_budget,
         "peak_kernel_tcp_mem_bytes": max(s["kernel_tcp_mem"] for s in attack_samples or samples),

@@ -79,11 +79,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 fig, ax = plt.subplots(figsize=(8, 5))
 x = list(range(len(rows)))
-for key, label, color in (("p99_ratio", "good p99 / baseline p99", "C0"),):
-    med = [w[key]["median"] for w in rows]
-    lo = [w[key]["median"] - w[key]["min"] for w in rows]
-    hi = [w[key]["max"] - w[key]["median"] for w in rows]
-    ax.errorbar(x, med, yerr=[lo, hi], marker="o", capsize=4, label=label, color=color)
+ratio = [w["p99_ratio"] for w in rows]
+ax.errorbar(x, [m["median"] for m in ratio],
+            yerr=[[m["median"] - m["min"] for m in ratio], [m["max"] - m["median"] for m in ratio]],
+            marker="o", capsize=4, label="good p99 / baseline p99", color="C0")
 ax.axhline(2, color="red", linestyle="--", label="2x (the issue's bound)")
 ax.set_yscale("log")
 ax.set_xticks(x, [f"{w['fleet_rate']:,.0f}" if w["fleet_rate"] else "uncapped" for w in rows])

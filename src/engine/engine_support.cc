@@ -36,6 +36,15 @@ void DrainSignal::request(std::atomic<Nanos>* at) {
   written_.store(true, std::memory_order_release);
 }
 
+sys::SocketOptions socket_options(const core::ServerConfig& config) {
+  sys::SocketOptions so;
+  so.nodelay = config.nodelay;
+  so.rcvbuf = config.rcvbuf;
+  so.sndbuf = config.sndbuf;
+  so.notsent_lowat = config.notsent_lowat;
+  return so;
+}
+
 std::string bind_listeners(const core::ServerConfig& config, size_t count, bool nonblocking,
                            std::vector<sys::Fd>* out, uint16_t* port) {
   auto addr = sys::parse_ipv4_endpoint(config.addr);

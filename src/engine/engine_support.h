@@ -41,6 +41,10 @@ class DrainSignal {
   std::atomic<bool> written_{false};  // request() is done with fd_
 };
 
+/// The per-connection socket options the flags ask for (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF,
+/// TCP_NOTSENT_LOWAT); an engine adds its own (the epoll engine's SO_ZEROCOPY).
+sys::SocketOptions socket_options(const core::ServerConfig& config);
+
 /// Parses config.addr and binds `count` listeners (count > 1 needs reuseport). On success
 /// fills `out` and `port` and returns ""; else a message such as
 /// "address 127.0.0.1:7000 is in use (another server running? pick another --addr)".

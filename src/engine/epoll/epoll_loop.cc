@@ -544,11 +544,7 @@ void EpollLoop::accept_burst(Nanos now) {
       return;
     }
     counters_->accept_total.add();
-    sys::SocketOptions so;
-    so.nodelay = config_.nodelay;
-    so.rcvbuf = config_.rcvbuf;
-    so.sndbuf = config_.sndbuf;
-    so.notsent_lowat = config_.notsent_lowat;
+    sys::SocketOptions so = socket_options(config_);
     so.zerocopy = config_.fetch_send == core::FetchSend::kZerocopy;
     sys::apply_socket_options(fd, so);
     const uint64_t before = shared_->open.fetch_add(1, std::memory_order_relaxed);

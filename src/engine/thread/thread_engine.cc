@@ -32,15 +32,6 @@ int poll_timeout_ms(Nanos deadline, Nanos now) {
   return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
 }
 
-sys::SocketOptions socket_options(const core::ServerConfig& config) {
-  sys::SocketOptions so;
-  so.nodelay = config.nodelay;
-  so.rcvbuf = config.rcvbuf;
-  so.sndbuf = config.sndbuf;
-  so.notsent_lowat = config.notsent_lowat;
-  return so;
-}
-
 }  // namespace
 
 struct ThreadEngine::Conn {

@@ -78,11 +78,7 @@ std::string UringEngine::bind() {
   // Direct descriptors cannot take setsockopt(2); accepted sockets inherit these from the
   // listener instead (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF, TCP_NOTSENT_LOWAT). On an inherited
   // listener every worker sets the same values.
-  sys::SocketOptions so;
-  so.nodelay = config_.nodelay;
-  so.rcvbuf = config_.rcvbuf;
-  so.sndbuf = config_.sndbuf;
-  so.notsent_lowat = config_.notsent_lowat;
+  const sys::SocketOptions so = socket_options(config_);
   for (int fd : fds) {
     if (int rc = sys::apply_socket_options(fd, so); rc < 0)
       return std::string("socket options on the listener: ") + std::strerror(-rc);
