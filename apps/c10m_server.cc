@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   std::string engine_name = "epoll";
   std::string idle = "300s", frame = "10s", write_to = "10s", drain = "30s";
   std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", notsent_lowat = "0",
+              rcvlowat = "16KiB",
               readbuf = "64KiB", thread_stack = "64KiB", zerocopy_min = "0";
   uint32_t max_frame = 65535;
 
@@ -88,6 +89,11 @@ int main(int argc, char** argv) {
                  "TCP_NOTSENT_LOWAT per connection: unsent bytes the kernel may queue for a "
                  "peer (0 = net.ipv4.tcp_notsent_lowat, unlimited by default). Bounds the kernel "
                  "memory a slow reader pins without capping the window of a fast one");
+  app.add_option("--rcvlowat", rcvlowat,
+                 "epoll/thread: while a connection holds part of a frame, wake for it only once "
+                 "what the frame misses, or this much of it, has arrived (SO_RCVLOWAT; 0 = wake "
+                 "per segment). A peer trickling a frame costs a wakeup per this many bytes, "
+                 "not per segment; the frame timeout still applies");
   app.add_option("--readbuf", readbuf,
                  "bytes per read() (epoll: the per-loop scratch buffer; uring: the size of "
                  "each provided receive buffer, at most 64KiB)");
@@ -171,6 +177,7 @@ int main(int argc, char** argv) {
     cfg.rcvbuf = static_cast<int>(size_flag("--rcvbuf", rcvbuf, 0, 1 << 30));
     cfg.sndbuf = static_cast<int>(size_flag("--sndbuf", sndbuf, 0, 1 << 30));
     cfg.notsent_lowat = static_cast<int>(size_flag("--notsent-lowat", notsent_lowat, 0, 1 << 30));
+    cfg.rcvlowat = static_cast<int>(size_flag("--rcvlowat", rcvlowat, 0, 1 << 30));
     cfg.readbuf = size_flag("--readbuf", readbuf, 1, 64 << 20);
     cfg.thread_stack = size_flag("--thread-stack", thread_stack, 16 << 10, 1 << 30);
     cfg.memory_release = duration_flag("--memory-release", memory_release);

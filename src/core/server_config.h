@@ -60,6 +60,9 @@ struct ServerConfig {
   int rcvbuf = 0;  // 0 = kernel default
   int sndbuf = 0;
   int notsent_lowat = 0;       // TCP_NOTSENT_LOWAT: unsent bytes the kernel may queue per socket
+  // --rcvlowat: a connection holding a partial frame sets SO_RCVLOWAT to what the frame
+  // misses, at most this (Session::read_lowat); 0 = never. epoll and thread engines.
+  int rcvlowat = 16 * 1024;
   size_t readbuf = 64 * 1024;  // bytes read per read() call (per-loop scratch buffer)
   bool pool = true;            // recycle per-thread buffers (false: malloc/free each time)
   size_t thread_stack = 64 * 1024;  // thread engine: stack per connection thread

@@ -841,6 +841,12 @@ void Session::on_discarded(size_t n, Nanos now) {
   refresh_frame_timer(now);
 }
 
+size_t Session::read_lowat() const {
+  if (!wants_read() || discard_left_ != 0 || !holds_input()) return 1;
+  if (part_len_ == 0 && in_.head != in_.tail) return 1;
+  return held_need();  // 1 unless the held bytes are exactly one partial frame
+}
+
 size_t Session::read_hint() const {
   if (!env_->ingest_trunc || !big_discard_ || discard_left_ != 0 || holds_input()) return 0;
   return kHeaderSize;

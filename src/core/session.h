@@ -138,6 +138,12 @@ class Session : NonCopyable {
   void on_discarded(size_t n, Nanos now);
   /// The most bytes the next read should take (0: no limit; see engine contract 2b).
   size_t read_hint() const;
+  /// The fewest received bytes worth a wakeup: while the session wants to read and holds
+  /// nothing but the start of one frame, the bytes that frame still misses; otherwise 1.
+  /// An engine may set the socket's receive low-water mark (SO_RCVLOWAT) to it, capped, so
+  /// that a peer trickling a frame does not wake it per segment. The frame timeout still
+  /// bounds that frame: contract 4 reads what is waiting, below the mark too.
+  size_t read_lowat() const;
 
   // --- output ---
   bool has_output() const;

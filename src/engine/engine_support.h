@@ -3,6 +3,7 @@
 // accept-error logging, worker-mode state of the event-loop engines, heap counter blocks, and
 // merging a private counter block into a shared one. Engine-internal (apps include engine.h
 // only).
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "base/clock.h"
 #include "core/content_source.h"
 #include "core/server_config.h"
+#include "core/session.h"
 #include "engine/engine.h"
 #include "metrics/counters.h"
 #include "sys/socket.h"
@@ -44,6 +46,13 @@ class DrainSignal {
 /// The per-connection socket options the flags ask for (TCP_NODELAY, SO_RCVBUF, SO_SNDBUF,
 /// TCP_NOTSENT_LOWAT); an engine adds its own (the epoll engine's SO_ZEROCOPY).
 sys::SocketOptions socket_options(const core::ServerConfig& config);
+
+/// The receive low-water mark a reading connection should have: what its partial frame
+/// misses (core::Session::read_lowat), at most `cap` (--rcvlowat); 1 when `cap` is 0.
+inline uint32_t lowat_mark(const core::Session& s, int cap) {
+  if (cap <= 1) return 1;
+  return static_cast<uint32_t>(std::min(s.read_lowat(), static_cast<size_t>(cap)));
+}
 
 /// Parses config.addr and binds `count` listeners (count > 1 needs reuseport). On success
 /// fills `out` and `port` and returns ""; else a message such as

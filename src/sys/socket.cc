@@ -141,6 +141,8 @@ int apply_socket_options(int fd, const SocketOptions& opts) {
   return 0;
 }
 
+int set_rcvlowat(int fd, int bytes) { return set_int_opt(fd, SOL_SOCKET, SO_RCVLOWAT, bytes); }
+
 int set_nonblocking(int fd, bool on) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return -errno;

@@ -82,6 +82,10 @@ struct SocketOptions {
 /// -errno.
 int apply_socket_options(int fd, const SocketOptions& opts);
 int set_nonblocking(int fd, bool on);
+/// SO_RCVLOWAT: readiness (poll/epoll) and wakeups wait for this many received bytes (the
+/// kernel caps it at half the receive buffer, and still wakes under memory pressure or a
+/// nearly closed window). Non-blocking reads return what is there. Returns 0 or -errno.
+int set_rcvlowat(int fd, int bytes);
 /// SO_RCVTIMEO/SO_SNDTIMEO for blocking sockets (thread engine); 0 = none.
 int set_io_timeouts(int fd, int64_t recv_ns, int64_t send_ns);
 

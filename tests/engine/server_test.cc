@@ -271,12 +271,16 @@ TEST_P(ServerTest, NonReaderIsDroppedWhileOthersAreServed) {
   expect_frame(fast, 0x01);
 }
 
-/// Bytes the kernel holds in the send queue (written, not yet acknowledged) of the
-/// server's end of `c`, from /proc/net/tcp; -1 if not found.
-int64_t server_send_queue(uint16_t server_port, const TestClient& c) {
+/// The kernel queues of the server's end of `c`, from /proc/net/tcp: the send queue (written,
+/// not yet acknowledged) and the receive queue (received, not yet read); -1 if not found.
+struct KernelQueues {
+  int64_t send = -1;
+  int64_t receive = -1;
+};
+KernelQueues server_queues(uint16_t server_port, const TestClient& c) {
   sockaddr_in a{};
   socklen_t len = sizeof a;
-  if (::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&a), &len) != 0) return -1;
+  if (::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&a), &len) != 0) return {};
   char local[16], remote[16];
   std::snprintf(local, sizeof local, ":%04X", server_port);
   std::snprintf(remote, sizeof remote, ":%04X", ntohs(a.sin_port));
@@ -287,10 +291,13 @@ int64_t server_send_queue(uint16_t server_port, const TestClient& c) {
     std::string sl, loc, rem, st, queues;
     f >> sl >> loc >> rem >> st >> queues;
     if (loc.size() > 5 && rem.size() > 5 && loc.substr(loc.size() - 5) == local &&
-        rem.substr(rem.size() - 5) == remote)
-      return std::stoll(queues.substr(0, queues.find(':')), nullptr, 16);
+        rem.substr(rem.size() - 5) == remote) {
+      const size_t colon = queues.find(':');
+      return {std::stoll(queues.substr(0, colon), nullptr, 16),
+              std::stoll(queues.substr(colon + 1), nullptr, 16)};
+    }
   }
-  return -1;
+  return {};
 }
 
 TEST_P(ServerTest, NotsentLowatBoundsWhatTheKernelQueuesForANonReader) {
@@ -303,7 +310,7 @@ TEST_P(ServerTest, NotsentLowatBoundsWhatTheKernelQueuesForANonReader) {
   slow.set_rcvbuf(4096);
   ASSERT_TRUE(slow.write_all(fetch(uint64_t{1} << 30, 65535)));
   std::this_thread::sleep_for(milliseconds(500));
-  const int64_t queued = server_send_queue(server_.port(), slow);
+  const int64_t queued = server_queues(server_.port(), slow).send;
   ASSERT_GE(queued, 0) << "the server's socket is not in /proc/net/tcp";
   std::printf("  the server's kernel send queue: %lld B\n", static_cast<long long>(queued));
   EXPECT_GT(queued, 0);
@@ -312,6 +319,46 @@ TEST_P(ServerTest, NotsentLowatBoundsWhatTheKernelQueuesForANonReader) {
   TestClient fast = connect();
   ASSERT_TRUE(fast.write_all(ping()));
   expect_frame(fast, 0x01);
+}
+
+TEST_P(ServerTest, TrickledFrameWaitsInTheKernelUntilItCanComplete) {
+  if (GetParam() == "uring")
+    GTEST_SKIP() << "uring connections are direct descriptors: no per-connection SO_RCVLOWAT";
+  // An ECHO of 1,000 bytes whose first 10 came at once, then 50 bytes one segment at a time
+  // (a slowloris peer). With --rcvlowat (default 16KiB) the server is not woken for them:
+  // they wait unread in its kernel receive queue until the frame can complete. With
+  // --rcvlowat 0 it reads each one as it comes.
+  const Bytes frame = echo(std::string(1000, 'e'));
+  auto trickle = [&](ServerProcess& server) -> int64_t {
+    TestClient c;
+    EXPECT_EQ(c.connect(server.port()), 0);
+    EXPECT_TRUE(c.write_all(Bytes(frame.begin(), frame.begin() + 13)));
+    std::this_thread::sleep_for(milliseconds(100));
+    for (size_t i = 13; i < 63; ++i) {
+      EXPECT_TRUE(c.write_all(Bytes{frame[i]}));
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    std::this_thread::sleep_for(milliseconds(200));
+    const int64_t unread = server_queues(server.port(), c).receive;
+    // The rest completes the frame: answered in full, and the next frames are not held
+    // back (a PING; an empty ECHO whose header comes in two pieces).
+    EXPECT_TRUE(c.write_all(Bytes(frame.begin() + 63, frame.end())));
+    expect_frame(c, 0x02, Bytes(frame.begin() + 3, frame.end()));
+    EXPECT_TRUE(c.write_all(ping()));
+    expect_frame(c, 0x01);
+    EXPECT_TRUE(c.write_all(Bytes{0x02, 0x00}));
+    std::this_thread::sleep_for(milliseconds(50));
+    EXPECT_TRUE(c.write_all(Bytes{0x00}));
+    expect_frame(c, 0x02, Bytes{});
+    return unread;
+  };
+  start();
+  EXPECT_EQ(trickle(server_), 50) << "the trickled bytes should wait unread in the kernel";
+  ServerProcess per_segment;
+  ASSERT_TRUE(per_segment.start({"--engine", GetParam(), "--rcvlowat", "0"}))
+      << per_segment.stderr_text();
+  EXPECT_EQ(trickle(per_segment), 0) << "--rcvlowat 0 reads each segment";
+  expect_clean_exit(per_segment);
 }
 
 TEST_P(ServerTest, DrainAnswersWholeRequestsAndForceClosesTheRest) {

@@ -1255,6 +1255,45 @@ TEST(SessionTest, EverySplitPointOfEachFrameSize) {
   }
 }
 
+// read_lowat(): after every byte of a pipelined sequence, exactly what the frame being
+// received still misses (the rest of its header first), and 1 at a frame boundary.
+TEST(SessionTest, ReadLowatIsWhatThePartialFrameMisses) {
+  const std::vector<Bytes> frames = {frame(FrameType::kPing), frame(FrameType::kEcho, pattern(13)),
+                                     frame(FrameType::kEcho, pattern(20000)),
+                                     frame(FrameType::kEcho, pattern(kSessionSmallFrame))};
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}}) {
+    Driver d(no_timeouts());
+    EXPECT_EQ(d.session->read_lowat(), 1u);
+    for (const Bytes& fr : frames) {
+      for (size_t at = 0; at < fr.size();) {
+        const size_t k = std::min(piece, fr.size() - at);
+        ASSERT_TRUE(d.feed({fr.begin() + static_cast<ptrdiff_t>(at),
+                            fr.begin() + static_cast<ptrdiff_t>(at + k)}));
+        at += k;
+        d.flush();
+        const size_t want = at == fr.size() ? 1 : at < 3 ? 3 - at : fr.size() - at;
+        ASSERT_EQ(d.session->read_lowat(), want) << "frame " << fr.size() << " at " << at;
+      }
+    }
+  }
+  // A whole frame and the start of the next in one read: the next one's need.
+  Driver d(no_timeouts());
+  const Bytes echo = frame(FrameType::kEcho, pattern(100));
+  d.session->on_bytes(cat({frame(FrameType::kPing), Bytes(echo.begin(), echo.begin() + 40)}),
+                      d.now);
+  EXPECT_EQ(d.session->read_lowat(), echo.size() - 40);
+  // Not reading (the write queue is full): 1, whatever is held.
+  SessionLimits l = no_timeouts();
+  l.write_queue = 1;
+  Driver b(l);
+  b.session->on_bytes(cat({frame(FrameType::kPing), Bytes(echo.begin(), echo.begin() + 40)}),
+                      b.now);
+  EXPECT_FALSE(b.session->wants_read());
+  EXPECT_EQ(b.session->read_lowat(), 1u);
+  b.flush();
+  EXPECT_EQ(b.session->read_lowat(), echo.size() - 40);
+}
+
 TEST(SessionTest, ShortPartialHeldBehindBackpressureIsExaminedWhenUnblocked) {
   SessionLimits l = no_timeouts();
   l.write_queue = 1;

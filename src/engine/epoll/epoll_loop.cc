@@ -408,7 +408,13 @@ void EpollLoop::settle(EpollConn* c, Nanos now) {
     return;
   }
   uint32_t want = 0;
-  if (!c->peer_eof && s.wants_read()) want |= EPOLLIN;
+  if (!c->peer_eof && s.wants_read()) {
+    want |= EPOLLIN;
+    // A partial frame: no wakeup until what it misses (up to --rcvlowat) has arrived.
+    const uint32_t mark = lowat_mark(s, config_.rcvlowat);
+    if (mark != c->rcvlowat && sys::set_rcvlowat(c->fd, static_cast<int>(mark)) == 0)
+      c->rcvlowat = mark;
+  }
   if (s.has_output()) want |= EPOLLOUT;
   if (want != c->events) {
     epoll_event ev{};

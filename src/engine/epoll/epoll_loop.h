@@ -57,6 +57,7 @@ struct EpollConn : TimerNode {
   uint32_t events = 0;    // epoll interest currently registered
   bool peer_eof = false;  // read() returned 0: no more EPOLLIN
   bool closed = false;    // closed during this turn; freed after it (events may point here)
+  uint32_t rcvlowat = 1;  // SO_RCVLOWAT now set (1: the kernel's default)
   core::Session session;
 };
 

@@ -356,6 +356,7 @@ bool ThreadEngine::serve(Conn* c) {
   Nanos now = mono_now();
   core::Session s(env, now);
   bool peer_eof = false;
+  uint32_t rcvlowat = 1;  // SO_RCVLOWAT now set (1: the kernel's default)
   bool drain_seen = false;
   bool forced = false;
   bool aborted = false;
@@ -442,6 +443,12 @@ bool ThreadEngine::serve(Conn* c) {
     if (aborted || s.finished()) break;
 
     const bool want_read = !peer_eof && s.wants_read();
+    if (want_read) {
+      // A partial frame: poll() waits for what it misses (up to --rcvlowat), and the
+      // read below does not block even when woken with less (memory pressure).
+      const uint32_t mark = lowat_mark(s, config_.rcvlowat);
+      if (mark != rcvlowat && sys::set_rcvlowat(fd, static_cast<int>(mark)) == 0) rcvlowat = mark;
+    }
     pollfd fds[2];
     fds[0] = {fd, static_cast<short>(want_read ? POLLIN : 0), 0};
     fds[1] = {drain_.fd(), POLLIN, 0};
@@ -472,8 +479,8 @@ bool ThreadEngine::serve(Conn* c) {
         if (discard != 0) {
           n = sys::discard_some(fd, discard);
         } else {
-          n = sys::read_some(fd, buf.get(),
-                             hint != 0 && hint < config_.readbuf ? hint : config_.readbuf);
+          n = sys::read_nowait(fd, buf.get(),
+                               hint != 0 && hint < config_.readbuf ? hint : config_.readbuf);
         }
         now = mono_now();
         if (n > 0 && discard != 0) {
