@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
                  "peer (0 = net.ipv4.tcp_notsent_lowat, unlimited by default). Bounds the kernel "
                  "memory a slow reader pins without capping the window of a fast one");
   app.add_option("--rcvlowat", rcvlowat,
-                 "epoll/thread: while a connection holds part of a frame, wake for it only once "
+                 "while a connection holds part of a frame, wake for it only once "
                  "what the frame misses, or this much of it, has arrived (SO_RCVLOWAT; 0 = wake "
                  "per segment). A peer trickling a frame costs a wakeup per this many bytes, "
                  "not per segment; the frame timeout still applies");

@@ -61,7 +61,7 @@ struct ServerConfig {
   int sndbuf = 0;
   int notsent_lowat = 0;       // TCP_NOTSENT_LOWAT: unsent bytes the kernel may queue per socket
   // --rcvlowat: a connection holding a partial frame sets SO_RCVLOWAT to what the frame
-  // misses, at most this (Session::read_lowat); 0 = never. epoll and thread engines.
+  // misses, at most this (Session::read_lowat); 0 = never. Every engine.
   int rcvlowat = 16 * 1024;
   size_t readbuf = 64 * 1024;  // bytes read per read() call (per-loop scratch buffer)
   bool pool = true;            // recycle per-thread buffers (false: malloc/free each time)

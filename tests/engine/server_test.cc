@@ -322,8 +322,6 @@ TEST_P(ServerTest, NotsentLowatBoundsWhatTheKernelQueuesForANonReader) {
 }
 
 TEST_P(ServerTest, TrickledFrameWaitsInTheKernelUntilItCanComplete) {
-  if (GetParam() == "uring")
-    GTEST_SKIP() << "uring connections are direct descriptors: no per-connection SO_RCVLOWAT";
   // An ECHO of 1,000 bytes whose first 10 came at once, then 50 bytes one segment at a time
   // (a slowloris peer). With --rcvlowat (default 16KiB) the server is not woken for them:
   // they wait unread in its kernel receive queue until the frame can complete. With

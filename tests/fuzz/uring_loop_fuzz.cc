@@ -45,7 +45,7 @@ constexpr uint32_t kSlots = 6;
 /// request completes next and how.
 class KernelModel final : public UringIo {
  public:
-  enum class Kind { kAccept, kPoll, kRecv, kSend, kCancel, kCancelSlot, kLinger, kClose };
+  enum class Kind { kAccept, kPoll, kRecv, kSend, kCancel, kCancelSlot, kSockopt, kClose };
   struct Op {
     Kind kind = Kind::kPoll;
     uint64_t ud = 0;
@@ -99,7 +99,11 @@ class KernelModel final : public UringIo {
     queue_.push_back(make(Kind::kCancelSlot, ud, false, slot));
   }
   void linger_reset(uint32_t slot, uint64_t ud) override {
-    queue_.push_back(make(Kind::kLinger, ud, false, slot));
+    queue_.push_back(make(Kind::kSockopt, ud, false, slot));
+  }
+  void set_rcvlowat(uint32_t slot, const int* bytes, uint64_t ud) override {
+    FUZZ_CHECK(*bytes >= 1);
+    queue_.push_back(make(Kind::kSockopt, ud, false, slot));
   }
   void close_slot(uint32_t slot, uint64_t ud) override {
     queue_.push_back(make(Kind::kClose, ud, false, slot));
@@ -251,7 +255,7 @@ class KernelModel final : public UringIo {
         post(op.ud, n, 0);
         return;
       }
-      case Kind::kLinger:
+      case Kind::kSockopt:
         FUZZ_CHECK(op.arg < kSlots && table_[op.arg]);
         post(op.ud, 0, 0);
         return;

@@ -65,6 +65,9 @@ class UringIo {
   virtual void cancel_slot(uint32_t slot, uint64_t ud) = 0;
   /// SO_LINGER {1, 0} on `slot` (so that closing it sends RST).
   virtual void linger_reset(uint32_t slot, uint64_t ud) = 0;
+  /// SO_RCVLOWAT *bytes on `slot`; `bytes` is read when the request runs and must stay
+  /// valid until its completion (the latest value wins).
+  virtual void set_rcvlowat(uint32_t slot, const int* bytes, uint64_t ud) = 0;
   /// Closes direct descriptor `slot` (frees the slot).
   virtual void close_slot(uint32_t slot, uint64_t ud) = 0;
 

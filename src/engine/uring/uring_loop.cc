@@ -136,7 +136,15 @@ void UringLoop::turn_end(Nanos now) {
   if (!due_.empty()) {
     // Never blame the peer for our own delay: receives the kernel completed while this
     // loop was busy (or descheduled) are handled before an input timeout fires. One
-    // non-blocking enter (it runs the deferred task work), bounded.
+    // non-blocking enter (it runs the deferred task work), bounded. Bytes held below a
+    // receive low-water mark are waiting too: the mark goes back to 1 first, which wakes
+    // the receive in that same enter.
+    for (UringConn* c : due_) {
+      if (c->rcvlowat == 1) continue;
+      c->rcvlowat = 1;
+      io_->set_rcvlowat(c->slot, &c->rcvlowat, ud(c, kOpLowat));
+      ++c->ops;
+    }
     UringCqe cqes[kReapBatch];
     io_->submit_and_wait(0);
     for (int round = 0; round < 16; ++round) {
@@ -199,7 +207,7 @@ void UringLoop::handle(const UringCqe& e, Nanos now) {
       }
       op_done(c);
       break;
-    default:  // kOpRecvCancel, kOpCloseCancel, kOpLinger: nothing to do but count
+    default:  // kOpRecvCancel, kOpCloseCancel, kOpLinger, kOpLowat: nothing to do but count
       op_done(c);
       break;
   }
@@ -379,6 +387,15 @@ void UringLoop::settle(UringConn* c, Nanos now) {
   }
   if (s.has_output() && !c->sending) start_send(c);
   const bool want = !c->peer_eof && !c->refused && s.wants_read();
+  if (want) {
+    // A partial frame: no receive completes until what it misses (up to --rcvlowat) has
+    // arrived.
+    if (const int mark = static_cast<int>(lowat_mark(s, config_.rcvlowat)); mark != c->rcvlowat) {
+      c->rcvlowat = mark;
+      io_->set_rcvlowat(c->slot, &c->rcvlowat, ud(c, kOpLowat));
+      ++c->ops;
+    }
+  }
   if (want && c->recv == UringConn::Recv::kIdle) {
     arm_recv(c);
   } else if (!want && c->recv == UringConn::Recv::kArmed) {

@@ -82,6 +82,7 @@ struct UringConn : TimerNode {
   uint32_t slot;                      // direct descriptor
   uint32_t offered = 0;               // bytes the send in flight offered
   int32_t zc_result = 0;              // zero-copy send: result held until its notification
+  int rcvlowat = 1;                   // SO_RCVLOWAT asked for (read when the request runs)
   uint8_t ops = 0;                    // requests in flight that name this connection
   Recv recv = Recv::kIdle;
   bool sending : 1 = false;   // a send is in flight (zero-copy: until its notification)
@@ -145,6 +146,7 @@ class UringLoop : NonCopyable {
     kOpCloseCancel = 4,
     kOpLinger = 5,
     kOpClose = 6,
+    kOpLowat = 7,
   };
   static constexpr uint64_t kUdAcceptMulti = 1 << 3;
   static constexpr uint64_t kUdAcceptOne = 2 << 3;

@@ -321,6 +321,14 @@ void UringRing::linger_reset(uint32_t slot, uint64_t ud) {
   io_uring_sqe_set_data64(sqe, ud);
 }
 
+void UringRing::set_rcvlowat(uint32_t slot, const int* bytes, uint64_t ud) {
+  io_uring_sqe* sqe = get_sqe();
+  prep_sockopt(sqe, static_cast<int>(slot), kSocketOpSetsockopt, SOL_SOCKET, SO_RCVLOWAT, bytes,
+               sizeof *bytes);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, ud);
+}
+
 void UringRing::close_slot(uint32_t slot, uint64_t ud) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_close_direct(sqe, slot);

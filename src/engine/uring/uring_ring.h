@@ -77,6 +77,7 @@ class UringRing final : public UringIo, NonCopyable {
   void cancel(uint64_t target, uint64_t ud) override;
   void cancel_slot(uint32_t slot, uint64_t ud) override;
   void linger_reset(uint32_t slot, uint64_t ud) override;
+  void set_rcvlowat(uint32_t slot, const int* bytes, uint64_t ud) override;
   void close_slot(uint32_t slot, uint64_t ud) override;
   int submit_and_wait(Nanos timeout) override;
   int reap(UringCqe* out, int max) override;
