@@ -110,6 +110,7 @@ int socket_error(int) { unexpected("socket_error"); }
 int set_nonblocking(int, bool) { return 0; }
 int set_io_timeouts(int, int64_t, int64_t) { return 0; }
 int apply_socket_options(int, const SocketOptions&) { return 0; }
+int set_rcvlowat(int, int) { return 0; }  // readiness stays the script's
 ssize_t write_some(int, const void*, size_t) { unexpected("write_some"); }
 ssize_t read_nowait(int, void*, size_t) { unexpected("read_nowait"); }
 int shutdown_write(int) { unexpected("shutdown_write"); }
