@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""Small probes to run beside hostile.py, to find where the good clients' latency spikes
+come from (FINDINGS 11.1.3). Each runs for SECONDS and writes one line per sample.
+
+  probes.py ping PORT SECONDS OUT    a PING every 5 ms on one connection to 127.0.0.1:PORT
+                                     (waits for the server); OUT: "unix_time rtt_ms" lines
+  probes.py sleep SECONDS            sleeps 1 ms at a time; prints each 100 ms window in
+                                     which it woke more than 10 ms late (run it pinned and
+                                     SCHED_FIFO: a late wakeup means the core was not there)
+  probes.py softirq SECONDS OUT      /proc/softirqs deltas per CPU every 100 ms; OUT:
+                                     "unix_time NAME=cpu0/cpu1 ..." lines
+  probes.py vmstat SECONDS           /proc/vmstat reclaim and refault deltas every 250 ms
+                                     (printed when non-zero)
+  probes.py align PING SOFTIRQ       the ping's worst round trip per 100 ms next to that
+                                     window's NET_RX softirqs, for windows worse than 8 ms
+
+Example (the run in FINDINGS 11.1.3):
+  experiments/hostile/hostile.py slowloris --conns 100000 --attack 30 --fleet-rate 25000 \\
+      --server-flags "--accept-rate 2000 --notsent-lowat 16KiB" --out /tmp/h &
+  experiments/hostile/probes.py softirq 55 /tmp/softirq.txt &
+  taskset -c 1 chrt -f 10 experiments/hostile/probes.py ping 23000 55 /tmp/ping.txt
+  experiments/hostile/probes.py align /tmp/ping.txt /tmp/softirq.txt
+Bounded by SECONDS; read-only except OUT.
+"""
+import collections
+import socket
+import sys
+import time
+
+
+def ping(port, seconds, out):
+    for _ in range(300):
+        try:
+            s = socket.create_connection(("127.0.0.1", port))
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise SystemExit(f"no server on port {port}")
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rows, end, due = [], time.monotonic() + seconds, time.monotonic()
+    while time.monotonic() < end:
+        a = time.monotonic()
+        s.sendall(b"\x01\x00\x00")
+        got = b""
+        while len(got) < 3:
+            got += s.recv(3 - len(got))
+        rows.append(f"{time.time():.4f} {(time.monotonic() - a) * 1000:.3f}")
+        due += 0.005
+        time.sleep(max(0.0, due - time.monotonic()))
+    with open(out, "w") as f:
+        f.write("\n".join(rows) + "\n")
+
+
+def sleep_probe(seconds):
+    worst = collections.defaultdict(float)
+    t0 = time.monotonic()
+    while (a := time.monotonic()) - t0 < seconds:
+        time.sleep(0.001)
+        late = (time.monotonic() - a - 0.001) * 1000
+        k = int((a - t0) * 10)
+        worst[k] = max(worst[k], late)
+    big = [f"{k / 10:.1f}s:{v:.0f}ms" for k, v in sorted(worst.items()) if v > 10]
+    print(f"windows late > 10 ms: {len(big)} of {len(worst)}; worst {max(worst.values()):.1f} ms")
+    print(" ".join(big))
+
+
+def read_softirqs():
+    d = {}
+    with open("/proc/softirqs") as f:
+        for line in f:
+            p = line.split()
+            if p[0].endswith(":"):
+                d[p[0][:-1]] = [int(x) for x in p[1:]]
+    return d
+
+
+def softirq(seconds, out):
+    with open(out, "w") as f:
+        prev, end = read_softirqs(), time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.1)
+            cur = read_softirqs()
+            f.write(f"{time.time():.3f} " + " ".join(
+                k + "=" + "/".join(str(c - p) for c, p in zip(cur[k], prev[k]))
+                for k in ("NET_RX", "NET_TX", "TIMER", "RCU", "SCHED")) + "\n")
+            prev = cur
+
+
+VMSTAT = ["workingset_refault_file", "pgmajfault", "pgsteal_kdamond", "pgscan_kdamond",
+          "pgsteal_direct", "pgsteal_kswapd", "allocstall_normal", "compact_stall"]
+
+
+def vmstat(seconds):
+    def read():
+        with open("/proc/vmstat") as f:
+            return {k: int(v) for k, v in (line.split() for line in f)}
+    prev, t0 = read(), time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        time.sleep(0.25)
+        cur = read()
+        d = {k: cur.get(k, 0) - prev.get(k, 0) for k in VMSTAT}
+        if any(d.values()):
+            print(f"{time.monotonic() - t0:6.2f}s " + " ".join(f"{k}={v}" for k, v in d.items() if v))
+        prev = cur
+
+
+def align(ping_path, softirq_path):
+    worst = collections.defaultdict(float)
+    with open(ping_path) as f:
+        rows = [tuple(map(float, line.split())) for line in f if line.strip()]
+    t0 = rows[0][0]
+    for t, rtt in rows:
+        k = int((t - t0) * 10)
+        worst[k] = max(worst[k], rtt)
+    net_rx = {}
+    with open(softirq_path) as f:
+        for line in f:
+            p = line.split()
+            net_rx[int((float(p[0]) - t0) * 10)] = p[1].split("=")[1]
+    cpu1 = sorted(int(v.split("/")[1]) for v in net_rx.values())
+    print(f"NET_RX softirqs on cpu1 per 100 ms: median {cpu1[len(cpu1) // 2]}")
+    print("t since the first ping | worst round trip ms | NET_RX softirqs cpu0/cpu1 in those 100 ms")
+    for k in sorted(worst):
+        if worst[k] > 8:
+            print(f"{k / 10:6.1f} s | {worst[k]:6.1f} | {net_rx.get(k, '?')}")
+
+
+def main():
+    if len(sys.argv) < 3:
+        raise SystemExit(__doc__)
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "ping":
+        ping(int(args[0]), float(args[1]), args[2])
+    elif cmd == "sleep":
+        sleep_probe(float(args[0]))
+    elif cmd == "softirq":
+        softirq(float(args[0]), args[1])
+    elif cmd == "vmstat":
+        vmstat(float(args[0]))
+    elif cmd == "align":
+        align(args[0], args[1])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
