@@ -3,26 +3,30 @@
 come from (FINDINGS 11.1.3). Each runs for SECONDS and writes one line per sample.
 
   probes.py ping PORT SECONDS OUT    a PING every 5 ms on one connection to 127.0.0.1:PORT
-                                     (waits for the server); OUT: "unix_time rtt_ms" lines
+                                     (waits for the server); OUT: "monotonic_s rtt_ms" lines
   probes.py sleep SECONDS            sleeps 1 ms at a time; prints each 100 ms window in
                                      which it woke more than 10 ms late (run it pinned and
                                      SCHED_FIFO: a late wakeup means the core was not there)
   probes.py softirq SECONDS OUT      /proc/softirqs deltas per CPU every 100 ms; OUT:
-                                     "unix_time NAME=cpu0/cpu1 ..." lines
+                                     "monotonic_s NAME=cpu0/cpu1 ..." lines
   probes.py vmstat SECONDS           /proc/vmstat reclaim and refault deltas every 250 ms
                                      (printed when non-zero)
   probes.py align PING SOFTIRQ       the ping's worst round trip per 100 ms next to that
                                      window's NET_RX softirqs, for windows worse than 8 ms
+  probes.py starved PERF [PING]      PERF: `perf script -F comm,pid,time` of a `perf record
+                                     -C N -k CLOCK_MONOTONIC` (cpu-clock samples of one CPU,
+                                     idle included). Prints the 20 ms windows in which that
+                                     CPU took under half its usual samples: the CPU itself
+                                     was not running (a guest's vCPU the host did not run),
+                                     since an idle CPU is sampled too. With PING: how many
+                                     slow round trips (> 15 and > 25 ms) span such a window,
+                                     against the fast ones (< 3 ms)
 
-Example (the run in FINDINGS 11.1.3):
-  experiments/hostile/hostile.py slowloris --conns 100000 --attack 30 --fleet-rate 25000 \\
-      --server-flags "--accept-rate 2000 --notsent-lowat 16KiB" --out /tmp/h &
-  experiments/hostile/probes.py softirq 55 /tmp/softirq.txt &
-  taskset -c 1 chrt -f 10 experiments/hostile/probes.py ping 23000 55 /tmp/ping.txt
-  experiments/hostile/probes.py align /tmp/ping.txt /tmp/softirq.txt
+Example (the run in FINDINGS 11.1.3): experiments/hostile/starved_cpu.sh.
 Bounded by SECONDS; read-only except OUT.
 """
 import collections
+import re
 import socket
 import sys
 import time
@@ -45,7 +49,8 @@ def ping(port, seconds, out):
         got = b""
         while len(got) < 3:
             got += s.recv(3 - len(got))
-        rows.append(f"{time.time():.4f} {(time.monotonic() - a) * 1000:.3f}")
+        b = time.monotonic()
+        rows.append(f"{b:.4f} {(b - a) * 1000:.3f}")
         due += 0.005
         time.sleep(max(0.0, due - time.monotonic()))
     with open(out, "w") as f:
@@ -81,7 +86,7 @@ def softirq(seconds, out):
         while time.monotonic() < end:
             time.sleep(0.1)
             cur = read_softirqs()
-            f.write(f"{time.time():.3f} " + " ".join(
+            f.write(f"{time.monotonic():.3f} " + " ".join(
                 k + "=" + "/".join(str(c - p) for c, p in zip(cur[k], prev[k]))
                 for k in ("NET_RX", "NET_TX", "TIMER", "RCU", "SCHED")) + "\n")
             prev = cur
@@ -126,6 +131,43 @@ def align(ping_path, softirq_path):
             print(f"{k / 10:6.1f} s | {worst[k]:6.1f} | {net_rx.get(k, '?')}")
 
 
+def starved(perf_path, ping_path=None):
+    stamp = re.compile(r"^\s*(.+?)\s+(\d+)\s+([\d.]+):")
+    with open(perf_path) as f:
+        ts = [float(m.group(3)) for m in (stamp.match(line) for line in f) if m]
+    if len(ts) < 100:
+        raise SystemExit(f"{perf_path}: too few samples")
+    t0, w = ts[0], 0.02
+    per_bin = collections.Counter(int((t - t0) / w) for t in ts)
+    bins = int((ts[-1] - t0) / w)
+    usual = len(ts) / bins
+    low = {b for b in range(bins) if per_bin.get(b, 0) < 0.5 * usual}
+    runs = []
+    for b in sorted(low):
+        if runs and b == runs[-1][1] + 1:
+            runs[-1][1] = b
+        else:
+            runs.append([b, b])
+    print(f"{len(ts)} samples over {ts[-1] - t0:.1f} s ({usual:.0f} per 20 ms); starved windows: "
+          f"{len(low)} ({len(low) / bins * 100:.1f} % of the time), in {len(runs)} runs "
+          "(start s: length ms):")
+    print(" ".join(f"{r[0] * w:.2f}:{(r[1] - r[0] + 1) * w * 1000:.0f}" for r in runs))
+    if ping_path is None:
+        return
+    with open(ping_path) as f:
+        pings = [tuple(map(float, line.split())) for line in f if line.strip()]
+    # A round trip (end time, ms) spans the windows from its send to its reply.
+    def spans_low(end, ms):
+        return any(b in low for b in range(int((end - ms / 1000 - t0) / w), int((end - t0) / w) + 1))
+    inside = [(e, ms) for e, ms in pings if t0 < e - ms / 1000 and e < ts[-1]]
+    for label, sel in (("> 25 ms", lambda ms: ms > 25), ("> 15 ms", lambda ms: ms > 15),
+                       ("< 3 ms", lambda ms: ms < 3)):
+        chosen = [(e, ms) for e, ms in inside if sel(ms)]
+        hit = sum(1 for e, ms in chosen if spans_low(e, ms))
+        print(f"round trips {label}: {len(chosen)}, spanning a starved window: {hit}"
+              + (f" ({hit / len(chosen) * 100:.1f} %)" if chosen else ""))
+
+
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
@@ -140,6 +182,8 @@ def main():
         vmstat(float(args[0]))
     elif cmd == "align":
         align(args[0], args[1])
+    elif cmd == "starved":
+        starved(args[0], args[1] if len(args) > 1 else None)
     else:
         raise SystemExit(__doc__)
 
