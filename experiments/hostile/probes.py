@@ -167,6 +167,13 @@ def starved(perf_path, ping_path=None):
         print(f"round trips {label}: {len(chosen)}, spanning a starved window: {hit}"
               + (f" ({hit / len(chosen) * 100:.1f} %)" if chosen else ""))
 
+    def p99(xs):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(len(xs) * 0.99))] if xs else float("nan")
+    clear = [ms for e, ms in inside if not spans_low(e, ms)]
+    print(f"round-trip p99 over the sampled span: {p99([ms for e, ms in inside]):.2f} ms; "
+          f"without the {len(inside) - len(clear)} that span a starved window: {p99(clear):.2f} ms")
+
 
 def main():
     if len(sys.argv) < 3:

@@ -3,7 +3,8 @@
 # 11.1.3) cpu-clock samples of CPU 0 (idle included) against a 5 ms PING probe:
 #   1. control: a busy loop on each CPU, no network; CPU 0 sampled for 15 s;
 #   2. ATTACK (default slowloris) as in 11.1.3, with the probe on CPU 1 (SCHED_FIFO, as the
-#      good clients) and CPU 0 sampled for 25 s of the attack; /proc/softirqs alongside.
+#      good clients); CPU 0 sampled for 8 s of hostile.py's baseline phase and for 25 s of
+#      the attack; /proc/softirqs alongside.
 # Prints probes.py's `starved` for both and `align` for the attack; raw files in $OUT.
 #   bash experiments/hostile/starved_cpu.sh
 # Bounded by: ~2 minutes. Root (perf, chrt, hostile.py's sysctls); the box to itself.
@@ -29,11 +30,15 @@ experiments/hostile/hostile.py "$ATTACK" --conns 100000 --attack 30 --fleet-rate
   --server-flags "$FLAGS" --out "$OUT" >"$OUT/hostile.log" 2>&1 &
 hostile=$!
 $probes softirq 58 "$OUT/softirq.txt" &
-(sleep 16 && perf record -q -C 0 -k CLOCK_MONOTONIC -o "$OUT/attack.data" -- sleep 25 \
-  >/dev/null 2>&1) &
+(sleep 3 && perf record -q -C 0 -k CLOCK_MONOTONIC -o "$OUT/baseline.data" -- sleep 8 \
+  >/dev/null 2>&1 && sleep 5 &&
+  perf record -q -C 0 -k CLOCK_MONOTONIC -o "$OUT/attack.data" -- sleep 25 >/dev/null 2>&1) &
 taskset -c 1 chrt -f 10 $probes ping 23000 56 "$OUT/ping.txt"
 wait
 tail -n 1 "$OUT/hostile.log"
-perf script -i "$OUT/attack.data" -F comm,pid,time >"$OUT/attack.txt" 2>/dev/null
-$probes starved "$OUT/attack.txt" "$OUT/ping.txt"
+for phase in baseline attack; do
+  echo "-- $phase"
+  perf script -i "$OUT/$phase.data" -F comm,pid,time >"$OUT/$phase.txt" 2>/dev/null
+  $probes starved "$OUT/$phase.txt" "$OUT/ping.txt"
+done
 $probes align "$OUT/ping.txt" "$OUT/softirq.txt"
