@@ -327,17 +327,28 @@ TEST_P(ServerTest, TrickledFrameWaitsInTheKernelUntilItCanComplete) {
   // they wait unread in its kernel receive queue until the frame can complete. With
   // --rcvlowat 0 it reads each one as it comes.
   const Bytes frame = echo(std::string(1000, 'e'));
-  auto trickle = [&](ServerProcess& server) -> int64_t {
+  // Polls the server's receive queue until it equals `want` (bounded: a slow sanitized
+  // server may take a while to read); returns the last value seen.
+  auto unread_becomes = [](ServerProcess& server, const TestClient& c, int64_t want) {
+    int64_t unread = -1;
+    for (int i = 0; i < 100 && unread != want; ++i) {
+      if (i > 0) std::this_thread::sleep_for(milliseconds(50));
+      unread = server_queues(server.port(), c).receive;
+    }
+    return unread;
+  };
+  auto trickle = [&](ServerProcess& server, int64_t want_unread) {
     TestClient c;
     EXPECT_EQ(c.connect(server.port()), 0);
     EXPECT_TRUE(c.write_all(Bytes(frame.begin(), frame.begin() + 13)));
-    std::this_thread::sleep_for(milliseconds(100));
+    EXPECT_EQ(unread_becomes(server, c, 0), 0) << "the server never read the frame's start";
+    std::this_thread::sleep_for(milliseconds(50));  // and has set the mark after that read
     for (size_t i = 13; i < 63; ++i) {
       EXPECT_TRUE(c.write_all(Bytes{frame[i]}));
       std::this_thread::sleep_for(milliseconds(2));
     }
     std::this_thread::sleep_for(milliseconds(200));
-    const int64_t unread = server_queues(server.port(), c).receive;
+    EXPECT_EQ(unread_becomes(server, c, want_unread), want_unread);
     // The rest completes the frame: answered in full, and the next frames are not held
     // back (a PING; an empty ECHO whose header comes in two pieces).
     EXPECT_TRUE(c.write_all(Bytes(frame.begin() + 63, frame.end())));
@@ -348,14 +359,13 @@ TEST_P(ServerTest, TrickledFrameWaitsInTheKernelUntilItCanComplete) {
     std::this_thread::sleep_for(milliseconds(50));
     EXPECT_TRUE(c.write_all(Bytes{0x00}));
     expect_frame(c, 0x02, Bytes{});
-    return unread;
   };
   start();
-  EXPECT_EQ(trickle(server_), 50) << "the trickled bytes should wait unread in the kernel";
+  trickle(server_, 50);  // the trickled bytes wait unread in the kernel
   ServerProcess per_segment;
   ASSERT_TRUE(per_segment.start({"--engine", GetParam(), "--rcvlowat", "0"}))
       << per_segment.stderr_text();
-  EXPECT_EQ(trickle(per_segment), 0) << "--rcvlowat 0 reads each segment";
+  trickle(per_segment, 0);  // each segment is read as it comes
   expect_clean_exit(per_segment);
 }
 
