@@ -6,6 +6,7 @@
 #      good clients); CPU 0 sampled for 8 s of hostile.py's baseline phase and for 25 s of
 #      the attack; /proc/softirqs alongside.
 # Prints probes.py's `starved` for both and `align` for the attack; raw files in $OUT.
+# SLEEPER=1: also a SCHED_FIFO 1 ms sleeper (probes.py sleep) on CPU 0 during the attack.
 #   bash experiments/hostile/starved_cpu.sh
 # Bounded by: ~2 minutes. Root (perf, chrt, hostile.py's sysctls); the box to itself.
 set -euo pipefail
@@ -33,6 +34,9 @@ $probes softirq 58 "$OUT/softirq.txt" &
 (sleep 3 && perf record -q -C 0 -k CLOCK_MONOTONIC -o "$OUT/baseline.data" -- sleep 8 \
   >/dev/null 2>&1 && sleep 5 &&
   perf record -q -C 0 -k CLOCK_MONOTONIC -o "$OUT/attack.data" -- sleep 25 >/dev/null 2>&1) &
+if [ "${SLEEPER:-0}" = 1 ]; then
+  (sleep 16 && taskset -c 0 chrt -f 50 $probes sleep 25 >"$OUT/sleeper.txt") &
+fi
 taskset -c 1 chrt -f 10 $probes ping 23000 56 "$OUT/ping.txt"
 wait
 tail -n 1 "$OUT/hostile.log"
@@ -42,3 +46,4 @@ for phase in baseline attack; do
   $probes starved "$OUT/$phase.txt" "$OUT/ping.txt"
 done
 $probes align "$OUT/ping.txt" "$OUT/softirq.txt"
+if [ "${SLEEPER:-0}" = 1 ]; then echo "-- the sleeper on CPU 0"; cat "$OUT/sleeper.txt"; fi

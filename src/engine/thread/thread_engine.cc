@@ -131,7 +131,6 @@ DrainReport ThreadEngine::run() {
   listener_.reset();
 
   DrainReport report;
-  report.open_at_start = open_.load();
   // Each connection thread forces itself at the drain deadline and then has at most the
   // write timeout to flush; past that (plus slack) run() shuts down the stragglers' sockets.
   const Nanos hard = config_.drain_timeout > 0 ? start + config_.drain_timeout +
@@ -149,6 +148,9 @@ DrainReport ThreadEngine::run() {
     cv_.wait_for(lock, std::chrono::nanoseconds(wait));
   }
   lock.unlock();
+  // Counted by the connections themselves when they see the drain: a snapshot taken here
+  // would miss those that closed while this thread was still stopping the acceptor.
+  report.open_at_start = open_at_drain_.load();
   report.closed_by_peer = closed_by_peer_.load();
   report.force_closed = force_closed_.load();
   report.in_flight = in_flight_.load();
@@ -366,6 +368,7 @@ bool ThreadEngine::serve(Conn* c) {
   auto check_time = [&](Nanos t, bool stalled) {
     if (!drain_seen && drain_.requested()) {
       drain_seen = true;
+      open_at_drain_.fetch_add(1, std::memory_order_relaxed);
       s.begin_drain(t);
       if (config_.drain_timeout > 0) {
         Nanos start = drain_at_.load(std::memory_order_relaxed);

@@ -89,6 +89,7 @@ class ThreadEngine final : public Engine {
 
   std::atomic<Nanos> drain_at_{kNever};
   std::atomic<uint64_t> open_{0};
+  std::atomic<uint64_t> open_at_drain_{0};  // connections that saw the drain begin
   std::atomic<uint64_t> closed_by_peer_{0};
   std::atomic<uint64_t> force_closed_{0};
   std::atomic<uint64_t> in_flight_{0};
