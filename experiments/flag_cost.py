@@ -15,7 +15,6 @@ medians of the rounds, [min..max], and the ratio to the first setting in the sam
 """
 import argparse
 import os
-import statistics
 
 import bigdata_common as bc
 
@@ -71,14 +70,13 @@ def main():
                 ratio = [p["payload_bytes_per_s"] / base[p["round"]]["payload_bytes_per_s"]
                          for p in ps]
                 cpu = [p["server_cpu_s_per_gb"] for p in ps if p["server_cpu_s_per_gb"]]
-                row = {"conns": n, "chunk": c, "setting": s,
-                       "gb_per_s": [statistics.median(rate), min(rate), max(rate)],
-                       "ratio": [statistics.median(ratio), min(ratio), max(ratio)],
-                       "server_cpu_s_per_gb": [statistics.median(cpu), min(cpu), max(cpu)]}
+                row = {"conns": n, "chunk": c, "setting": s, "gb_per_s": bc.summarize(rate),
+                       "ratio": bc.summarize(ratio), "server_cpu_s_per_gb": bc.summarize(cpu)}
                 rows.append(row)
                 g, q, u = row["gb_per_s"], row["ratio"], row["server_cpu_s_per_gb"]
-                print(f"| {n} | {c} | {s} | {g[0]:.2f} [{g[1]:.2f}..{g[2]:.2f}] "
-                      f"| {q[0]:.2f} [{q[1]:.2f}..{q[2]:.2f}] | {u[0]:.3f} [{u[1]:.3f}..{u[2]:.3f}] |")
+                print(f"| {n} | {c} | {s} | {g['median']:.2f} [{g['min']:.2f}..{g['max']:.2f}] "
+                      f"| {q['median']:.2f} [{q['min']:.2f}..{q['max']:.2f}] "
+                      f"| {u['median']:.3f} [{u['min']:.3f}..{u['max']:.3f}] |")
     bc.write_result(f"{name}_cost.json", {"experiment": "flag_cost", "flag": a.flag, "op": a.op,
                                           "host": host, "rows": rows, "points": points})
 

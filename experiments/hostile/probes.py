@@ -110,10 +110,15 @@ def vmstat(seconds):
         prev = cur
 
 
+def read_pings(path):
+    """The (reply time, round trip ms) pairs `ping` wrote."""
+    with open(path) as f:
+        return [tuple(map(float, line.split())) for line in f if line.strip()]
+
+
 def align(ping_path, softirq_path):
     worst = collections.defaultdict(float)
-    with open(ping_path) as f:
-        rows = [tuple(map(float, line.split())) for line in f if line.strip()]
+    rows = read_pings(ping_path)
     t0 = rows[0][0]
     for t, rtt in rows:
         k = int((t - t0) * 10)
@@ -154,8 +159,7 @@ def starved(perf_path, ping_path=None):
     print(" ".join(f"{r[0] * w:.2f}:{(r[1] - r[0] + 1) * w * 1000:.0f}" for r in runs))
     if ping_path is None:
         return
-    with open(ping_path) as f:
-        pings = [tuple(map(float, line.split())) for line in f if line.strip()]
+    pings = read_pings(ping_path)
     # A round trip (end time, ms) spans the windows from its send to its reply.
     def spans_low(end, ms):
         return any(b in low for b in range(int((end - ms / 1000 - t0) / w), int((end - t0) / w) + 1))

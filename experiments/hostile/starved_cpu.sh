@@ -29,7 +29,6 @@ $probes starved "$OUT/control.txt"
 echo "== $ATTACK [$FLAGS]"
 experiments/hostile/hostile.py "$ATTACK" --conns 100000 --attack 30 --fleet-rate 25000 \
   --server-flags "$FLAGS" --out "$OUT" >"$OUT/hostile.log" 2>&1 &
-hostile=$!
 $probes softirq 58 "$OUT/softirq.txt" &
 (sleep 3 && perf record -q -C 0 -k CLOCK_MONOTONIC -o "$OUT/baseline.data" -- sleep 8 \
   >/dev/null 2>&1 && sleep 5 &&
