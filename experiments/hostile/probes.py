@@ -11,21 +11,41 @@ come from (FINDINGS 11.1.3). Each runs for SECONDS and writes one line per sampl
                                      "monotonic_s NAME=cpu0/cpu1 ..." lines
   probes.py vmstat SECONDS           /proc/vmstat reclaim and refault deltas every 250 ms
                                      (printed when non-zero)
+  probes.py reporting SECONDS OUT    the guest's free page reporting to the host (the
+                                     virtio balloon's /sys/module/page_reporting counters)
+                                     every 10 ms; OUT: "monotonic_s reported_kib passes"
+                                     lines, one per change
+  probes.py load KIND SECONDS         a control load with no network, on the CPU it is pinned
+                                     to: busy (a loop), duty (0.7 ms busy, 0.3 ms asleep),
+                                     syscalls (1-byte reads and writes), pingpong (a byte
+                                     through two pipes to a child pinned to CPU 1 and back),
+                                     touch (map 1 GiB, write each 4 KiB page, unmap, 0.5 s
+                                     pause: one page fault per page)
   probes.py align PING SOFTIRQ       the ping's worst round trip per 100 ms next to that
                                      window's NET_RX softirqs, for windows worse than 8 ms
-  probes.py starved PERF [PING]      PERF: `perf script -F comm,pid,time` of a `perf record
-                                     -C N -k CLOCK_MONOTONIC` (cpu-clock samples of one CPU,
-                                     idle included). Prints the 20 ms windows in which that
+  probes.py starved PERF [PING [REPORTING]]
+                                     PERF: `perf script -F comm,pid,time,event` of a `perf
+                                     record -C N -k CLOCK_MONOTONIC` (cpu-clock samples of
+                                     one CPU, idle included; page-faults events too, if
+                                     recorded). Prints the 20 ms windows in which that
                                      CPU took under half its usual samples: the CPU itself
                                      was not running (a guest's vCPU the host did not run),
                                      since an idle CPU is sampled too. With PING: how many
                                      slow round trips (> 15 and > 25 ms) span such a window,
-                                     against the fast ones (< 3 ms)
+                                     against the fast ones (< 3 ms). With REPORTING: how
+                                     many starved runs began within 200 ms after a page
+                                     reporting pass, against all 20 ms windows. Page
+                                     faults are recorded as they happen, not by a timer
+                                     interrupt: faults inside a starved window show the CPU
+                                     running there (per second inside and outside, and by
+                                     process)
 
 Example (the run in FINDINGS 11.1.3): experiments/hostile/starved_cpu.sh.
 Bounded by SECONDS; read-only except OUT.
 """
 import collections
+import mmap
+import os
 import re
 import socket
 import sys
@@ -110,6 +130,73 @@ def vmstat(seconds):
         prev = cur
 
 
+REPORTING = "/sys/module/page_reporting/parameters/"
+
+
+def reporting(seconds, out):
+    def read():
+        with open(REPORTING + "reported_kib") as a, open(REPORTING + "passes") as b:
+            return int(a.read()), int(b.read())
+    with open(out, "w") as f:
+        prev, end = None, time.monotonic() + seconds
+        while time.monotonic() < end:
+            cur = read()
+            if cur != prev:
+                f.write(f"{time.monotonic():.4f} {cur[0]} {cur[1]}\n")
+                prev = cur
+            time.sleep(0.01)
+
+
+def read_reporting(path):
+    """Times at which a reporting pass was seen (passes went up), and the KiB it reported."""
+    with open(path) as f:
+        rows = [tuple(map(float, line.split())) for line in f if line.strip()]
+    return [(t, kib - rows[i - 1][1]) for i, (t, kib, n) in enumerate(rows)
+            if i > 0 and n > rows[i - 1][2]]
+
+
+def load(kind, seconds):
+    end = time.monotonic() + seconds
+    count = 0
+    if kind == "pingpong":
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        if os.fork() == 0:
+            os.sched_setaffinity(0, {1})
+            while (b := os.read(r1, 1)):
+                os.write(w2, b)
+            os._exit(0)
+    with open("/dev/zero", "rb", buffering=0) as zero, open("/dev/null", "wb", buffering=0) as null:
+        while time.monotonic() < end:
+            if kind == "busy":
+                t = time.monotonic()
+                while time.monotonic() - t < 0.01:
+                    pass
+            elif kind == "duty":
+                t = time.monotonic()
+                while time.monotonic() - t < 0.0007:
+                    pass
+                time.sleep(0.0003)
+            elif kind == "syscalls":
+                for _ in range(1000):
+                    null.write(zero.read(1))
+            elif kind == "pingpong":
+                os.write(w1, b"x")
+                os.read(r2, 1)
+            elif kind == "touch":
+                m = mmap.mmap(-1, 1 << 30)
+                for off in range(0, 1 << 30, 4096):
+                    m[off] = 1
+                m.close()
+                time.sleep(0.5)
+            else:
+                raise SystemExit(f"unknown load {kind}")
+            count += 1
+    if kind == "pingpong":
+        os.close(w1)
+    print(f"{kind}: {count} rounds in {seconds:.0f} s")
+
+
 def read_pings(path):
     """The (reply time, round trip ms) pairs `ping` wrote."""
     with open(path) as f:
@@ -136,10 +223,16 @@ def align(ping_path, softirq_path):
             print(f"{k / 10:6.1f} s | {worst[k]:6.1f} | {net_rx.get(k, '?')}")
 
 
-def starved(perf_path, ping_path=None):
-    stamp = re.compile(r"^\s*(.+?)\s+(\d+)\s+([\d.]+):")
+def starved(perf_path, ping_path=None, reporting_path=None):
+    stamp = re.compile(r"^\s*(.+?)\s+(\d+)\s+([\d.]+):\s*(\S*)")
+    ts, fault_rows, fault_pids = [], [], []
     with open(perf_path) as f:
-        ts = [float(m.group(3)) for m in (stamp.match(line) for line in f) if m]
+        for m in (stamp.match(line) for line in f):
+            if m and m.group(4).startswith("page-faults"):
+                fault_rows.append((float(m.group(3)), m.group(1)))
+                fault_pids.append((float(m.group(3)), m.group(1), m.group(2)))
+            elif m:
+                ts.append(float(m.group(3)))
     if len(ts) < 100:
         raise SystemExit(f"{perf_path}: too few samples")
     t0, w = ts[0], 0.02
@@ -157,7 +250,26 @@ def starved(perf_path, ping_path=None):
           f"{len(low)} ({len(low) / bins * 100:.1f} % of the time), in {len(runs)} runs "
           "(start s: length ms):")
     print(" ".join(f"{r[0] * w:.2f}:{(r[1] - r[0] + 1) * w * 1000:.0f}" for r in runs))
-    if ping_path is None:
+    if reporting_path is not None:
+        passes = [(t - t0, kib) for t, kib in read_reporting(reporting_path) if t0 <= t <= ts[-1]]
+        def after_pass(b):
+            return any(0 <= b * w - t <= 0.2 for t, _ in passes)
+        hit = sum(1 for r in runs if after_pass(r[0]))
+        base = sum(1 for b in range(bins) if after_pass(b))
+        print(f"page reporting passes: {len(passes)}, {sum(k for _, k in passes) / 1024:.0f} MiB "
+              f"reported; starved runs starting <= 200 ms after one: {hit} of {len(runs)}; "
+              f"all 20 ms windows: {base} of {bins} ({base / max(bins, 1) * 100:.1f} %)")
+    if fault_rows:
+        t_in = len(low) * w
+        t_out = bins * w - t_in
+        inside = [c for t, c in fault_rows if int((t - t0) / w) in low]
+        procs = {p for t, c, p in fault_pids if int((t - t0) / w) in low}
+        n_out = sum(1 for t, _ in fault_rows if t0 <= t < t0 + bins * w) - len(inside)
+        print(f"page faults per second: in starved windows {len(inside) / max(t_in, 1e-9):,.0f} "
+              f"({len(inside):,}, by {dict(collections.Counter(inside).most_common(3))}, "
+              f"{len(procs)} processes), "
+              f"elsewhere {n_out / max(t_out, 1e-9):,.0f}")
+    if not ping_path:
         return
     pings = read_pings(ping_path)
     # A round trip (end time, ms) spans the windows from its send to its reply.
@@ -191,10 +303,14 @@ def main():
         softirq(float(args[0]), args[1])
     elif cmd == "vmstat":
         vmstat(float(args[0]))
+    elif cmd == "reporting":
+        reporting(float(args[0]), args[1])
+    elif cmd == "load":
+        load(args[0], float(args[1]))
     elif cmd == "align":
         align(args[0], args[1])
     elif cmd == "starved":
-        starved(args[0], args[1] if len(args) > 1 else None)
+        starved(*args[:3])
     else:
         raise SystemExit(__doc__)
 
