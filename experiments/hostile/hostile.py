@@ -12,8 +12,8 @@ sent), slow-readers (FETCH of 1 GiB with SO_RCVBUF 4 KiB: half never read, half 
 --max-conns), garbage (4 KiB of random bytes, read until closed, again), bulk (the
 fairness check: --conns FETCH readers that read as fast as they can; use --conns 8).
 
-Phases: start the server (epoll, one loop per process, --workers W processes, all pinned
-to CPU 0; clients on CPU 1); the good clients alone for --baseline s (their p99 is the
+Phases: start the server (--engine, epoll by default, one loop per process, --workers W processes, all pinned
+to --server-cpu, 0 by default; fleet and good clients on the other CPU); the good clients alone for --baseline s (their p99 is the
 baseline); then the good clients connect again and, 2 s later (once connected: they are
 never shut out by what the attack does to admission), the fleet runs for --attack s while
 they measure. Fleet processes hold at most 16,000 connections each (the fd limit), share
@@ -217,13 +217,13 @@ def sampler(pid, t0, samples, stop):
         stop.wait(0.25)
 
 
-def good_clients_cmd(seconds, json_path, warmup="1s"):
-    return GOOD_PRIO + ["taskset", "-c", "1", LOADCLIENT, "--addr", f"127.0.0.1:{PORT}",
+def good_clients_cmd(seconds, json_path, cpu, warmup="1s"):
+    return GOOD_PRIO + ["taskset", "-c", str(cpu), LOADCLIENT, "--addr", f"127.0.0.1:{PORT}",
             "--duration", f"{seconds}s", "--json", json_path, "--warmup", warmup] + GOOD
 
 
-def good_clients(seconds, json_path):
-    cmd = good_clients_cmd(seconds, json_path)
+def good_clients(seconds, json_path, cpu):
+    cmd = good_clients_cmd(seconds, json_path, cpu)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=seconds + 60)
     with open(json_path) as f:
         return cmd, json.load(f)
@@ -252,6 +252,10 @@ def main():
     ap.add_argument("--rst-rate", type=float, default=0,
                     help="connects/s of the rst fleet (0: as fast as it can)")
     ap.add_argument("--server-flags", default="", help="extra server flags")
+    ap.add_argument("--engine", choices=["epoll", "uring", "thread"], default="epoll")
+    ap.add_argument("--server-cpu", type=int, choices=[0, 1], default=0,
+                    help="the CPU the server is pinned to; the fleet and the good clients "
+                         "take the other one")
     ap.add_argument("--out", default=os.path.join(ROOT, "results/hostile"))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -261,7 +265,8 @@ def main():
 
     workers = (1 if a.conns <= 15000 else -(-(a.conns + 2000) // 19000)) \
         if a.workers == "auto" else int(a.workers)
-    server_cmd = ["taskset", "-c", "0", SERVER, "--engine", "epoll", "--threads", "1",
+    client_cpu = 1 - a.server_cpu
+    server_cmd = ["taskset", "-c", str(a.server_cpu), SERVER, "--engine", a.engine, "--threads", "1",
                   "--workers", str(workers),
                   "--addr", f"127.0.0.1:{PORT}", "--metrics-addr", f"127.0.0.1:{METRICS}",
                   "--memory-limit", a.memory_limit] + a.server_flags.split()
@@ -285,16 +290,16 @@ def main():
         th.start()
         rss_start = rss_bytes(server.pid)
 
-        good_cmd, base = good_clients(a.baseline, f"{tmp}/baseline.json")
+        good_cmd, base = good_clients(a.baseline, f"{tmp}/baseline.json", client_cpu)
         # The good clients connect first; their measured window opens as the fleet starts.
-        good = subprocess.Popen(good_clients_cmd(a.attack_s - 2, f"{tmp}/attack.json", "2s"),
+        good = subprocess.Popen(good_clients_cmd(a.attack_s - 2, f"{tmp}/attack.json", client_cpu, "2s"),
                                 stdout=subprocess.DEVNULL)
         time.sleep(2)
         t_attack = time.monotonic() - t0
         procs = []
         fleet_cmds = fleets(a.attack, a.conns, a.attack_s, fleet_rate)
         for i, f in enumerate(fleet_cmds):
-            cmd = ["nice", "-n", "10", "taskset", "-c", "1", FLEET] + f + \
+            cmd = ["nice", "-n", "10", "taskset", "-c", str(client_cpu), FLEET] + f + \
                 ["--json", f"{tmp}/fleet{i}.json"]
             fleet_cmds[i] = cmd
             procs.append(subprocess.Popen(cmd))

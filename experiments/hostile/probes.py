@@ -23,22 +23,22 @@ come from (FINDINGS 11.1.3). Each runs for SECONDS and writes one line per sampl
                                      pause: one page fault per page)
   probes.py align PING SOFTIRQ       the ping's worst round trip per 100 ms next to that
                                      window's NET_RX softirqs, for windows worse than 8 ms
-  probes.py starved PERF [PING [REPORTING]]
+  probes.py starved PERF [PING [REPORTING [RETRANS]]]
                                      PERF: `perf script -F comm,pid,time,event` of a `perf
-                                     record -C N -k CLOCK_MONOTONIC` (cpu-clock samples of
-                                     one CPU, idle included; page-faults events too, if
-                                     recorded). Prints the 20 ms windows in which that
-                                     CPU took under half its usual samples: the CPU itself
-                                     was not running (a guest's vCPU the host did not run),
-                                     since an idle CPU is sampled too. With PING: how many
-                                     slow round trips (> 15 and > 25 ms) span such a window,
-                                     against the fast ones (< 3 ms). With REPORTING: how
-                                     many starved runs began within 200 ms after a page
-                                     reporting pass, against all 20 ms windows. Page
-                                     faults are recorded as they happen, not by a timer
-                                     interrupt: faults inside a starved window show the CPU
-                                     running there (per second inside and outside, and by
-                                     process)
+                                     record -C N -k CLOCK_MONOTONIC` of one CPU: cpu-clock
+                                     samples (idle included), and any events recorded as
+                                     they happen (page faults, tracepoints). Prints the
+                                     20 ms windows in which that CPU took under half its
+                                     usual timer samples (an idle CPU is sampled too, so
+                                     its timer interrupt did not arrive), and each other
+                                     event's rate inside those windows and elsewhere (what
+                                     the CPU still did there). PING: how many slow round
+                                     trips (> 15 and > 25 ms) span such a window, against
+                                     the fast ones (< 3 ms). REPORTING: how many starved
+                                     runs began within 200 ms after a page reporting pass.
+                                     RETRANS: `perf script -F time,trace` of
+                                     tcp:tcp_retransmit_skb; how many fall inside the
+                                     windows, by source address. An empty argument skips one
 
 Example (the run in FINDINGS 11.1.3): experiments/hostile/starved_cpu.sh.
 Bounded by SECONDS; read-only except OUT.
@@ -223,14 +223,13 @@ def align(ping_path, softirq_path):
             print(f"{k / 10:6.1f} s | {worst[k]:6.1f} | {net_rx.get(k, '?')}")
 
 
-def starved(perf_path, ping_path=None, reporting_path=None):
-    stamp = re.compile(r"^\s*(.+?)\s+(\d+)\s+([\d.]+):\s*(\S*)")
-    ts, fault_rows, fault_pids = [], [], []
+def starved(perf_path, ping_path=None, reporting_path=None, retrans_path=None):
+    stamp = re.compile(r"^\s*(.+?)\s+(\d+)\s+(?:\[\d+\]\s+)?([\d.]+):\s*([^\s/]*)")
+    ts, other = [], collections.defaultdict(list)  # cpu-clock times; event -> (t, comm, pid)
     with open(perf_path) as f:
         for m in (stamp.match(line) for line in f):
-            if m and m.group(4).startswith("page-faults"):
-                fault_rows.append((float(m.group(3)), m.group(1)))
-                fault_pids.append((float(m.group(3)), m.group(1), m.group(2)))
+            if m and m.group(4).rstrip(":") not in ("", "cpu-clock"):
+                other[m.group(4).rstrip(":")].append((float(m.group(3)), m.group(1), m.group(2)))
             elif m:
                 ts.append(float(m.group(3)))
     if len(ts) < 100:
@@ -250,7 +249,7 @@ def starved(perf_path, ping_path=None, reporting_path=None):
           f"{len(low)} ({len(low) / bins * 100:.1f} % of the time), in {len(runs)} runs "
           "(start s: length ms):")
     print(" ".join(f"{r[0] * w:.2f}:{(r[1] - r[0] + 1) * w * 1000:.0f}" for r in runs))
-    if reporting_path is not None:
+    if reporting_path:
         passes = [(t - t0, kib) for t, kib in read_reporting(reporting_path) if t0 <= t <= ts[-1]]
         def after_pass(b):
             return any(0 <= b * w - t <= 0.2 for t, _ in passes)
@@ -259,16 +258,27 @@ def starved(perf_path, ping_path=None, reporting_path=None):
         print(f"page reporting passes: {len(passes)}, {sum(k for _, k in passes) / 1024:.0f} MiB "
               f"reported; starved runs starting <= 200 ms after one: {hit} of {len(runs)}; "
               f"all 20 ms windows: {base} of {bins} ({base / max(bins, 1) * 100:.1f} %)")
-    if fault_rows:
-        t_in = len(low) * w
-        t_out = bins * w - t_in
-        inside = [c for t, c in fault_rows if int((t - t0) / w) in low]
-        procs = {p for t, c, p in fault_pids if int((t - t0) / w) in low}
-        n_out = sum(1 for t, _ in fault_rows if t0 <= t < t0 + bins * w) - len(inside)
-        print(f"page faults per second: in starved windows {len(inside) / max(t_in, 1e-9):,.0f} "
-              f"({len(inside):,}, by {dict(collections.Counter(inside).most_common(3))}, "
-              f"{len(procs)} processes), "
-              f"elsewhere {n_out / max(t_out, 1e-9):,.0f}")
+    # Events recorded as they happen (page faults, tracepoints), not by the sampling timer:
+    # what the CPU did inside the starved windows, per second, against elsewhere.
+    t_in = len(low) * w
+    t_out = bins * w - t_in
+    for name, rows in sorted(other.items()):
+        rows = [r for r in rows if t0 <= r[0] < t0 + bins * w]
+        inside = [r for r in rows if int((r[0] - t0) / w) in low]
+        procs = {(c, p) for _, c, p in inside}
+        comms = collections.Counter(c for _, c, _ in inside).most_common(2)
+        print(f"{name} per second: in starved windows {len(inside) / max(t_in, 1e-9):,.0f} "
+              f"({len(procs)} processes, most {dict(comms)}), elsewhere "
+              f"{(len(rows) - len(inside)) / max(t_out, 1e-9):,.0f}")
+    if retrans_path:
+        # `perf script -F time,trace` of tcp:tcp_retransmit_skb, all CPUs.
+        rx = re.compile(r"^\s*(?:\[\d+\]\s+)?([\d.]+):.*\bsaddr=([\d.]+)")
+        with open(retrans_path) as f:
+            rt = [(float(m.group(1)), m.group(2)) for m in map(rx.match, f) if m]
+        rt = [(t, a) for t, a in rt if t0 <= t < t0 + bins * w]
+        inside = sum(1 for t, _ in rt if int((t - t0) / w) in low)
+        print(f"TCP retransmissions: {len(rt)}, {inside} inside starved windows; by source "
+              f"address: {dict(collections.Counter(a for _, a in rt).most_common(4))}")
     if not ping_path:
         return
     pings = read_pings(ping_path)
@@ -310,7 +320,7 @@ def main():
     elif cmd == "align":
         align(args[0], args[1])
     elif cmd == "starved":
-        starved(*args[:3])
+        starved(*args[:4])
     else:
         raise SystemExit(__doc__)
 
