@@ -12,6 +12,8 @@
 # SLEEPER=1: also a SCHED_FIFO 1 ms sleeper (probes.py sleep) on the server's CPU during
 #   the attack.
 # SERVER_CPU=1: the server on CPU 1; the fleet, the good clients and the probe on CPU 0.
+# DAMON_OFF=1: stops the VM's running DAMON monitors (kdamond, sysfs) for the run; each is
+#   turned on again at exit, and both changes are printed.
 #   bash experiments/hostile/starved_cpu.sh
 # Bounded by: ~2 minutes. Root (perf, chrt, hostile.py's sysctls); the box to itself.
 set -euo pipefail
@@ -30,6 +32,15 @@ EVENTS="-e cpu-clock/period=250000/,page-faults/period=1/ -e sched:sched_switch
   -e irq_vectors:local_timer_entry -e irq_vectors:reschedule_entry
   -e irq_vectors:call_function_single_entry -e irq:softirq_entry"
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+if [ "${DAMON_OFF:-0}" = 1 ]; then
+  stopped=()
+  for k in /sys/kernel/mm/damon/admin/kdamonds/[0-9]*; do
+    if [ "$(cat "$k/state")" = on ]; then
+      echo off >"$k/state" && stopped+=("$k") && echo "damon: $k off (turned on again at exit)"
+    fi
+  done
+  trap 'for k in "${stopped[@]}"; do echo on >"$k/state" && echo "damon: $k on"; done' EXIT
+fi
 
 echo "== control: both CPUs busy, no network"
 taskset -c 0 timeout 18 sh -c 'while :; do :; done' &
