@@ -12,11 +12,12 @@ sent), slow-readers (FETCH of 1 GiB with SO_RCVBUF 4 KiB: half never read, half 
 --max-conns), garbage (4 KiB of random bytes, read until closed, again), bulk (the
 fairness check: --conns FETCH readers that read as fast as they can; use --conns 8).
 
-Phases: start the server (--engine, epoll by default, one loop per process, --workers W processes, all pinned
-to --server-cpu, 0 by default; fleet and good clients on the other CPU); the good clients alone for --baseline s (their p99 is the
-baseline); then the good clients connect again and, 2 s later (once connected: they are
-never shut out by what the attack does to admission), the fleet runs for --attack s while
-they measure. Fleet processes hold at most 16,000 connections each (the fd limit), share
+Phases: start the server (--engine, epoll by default; one loop per process, --workers W
+processes, all pinned to --server-cpu, CPU 0 by default; the fleet and the good clients on
+the other CPU); the good clients alone for --baseline s (their p99 is the baseline); then
+the good clients connect again and, 2 s later (once connected: they are never shut out by
+what the attack does to admission), the fleet runs for --attack s while they measure.
+Fleet processes hold at most 16,000 connections each (the fd limit), share
 --fleet-rate connects/s (slowloris, slow readers, garbage; the rst fleet connects at
 --rst-rate, 0: as fast as it can; the flood is never capped), and run at nice 10 so that
 the measuring client on the same core is not starved by them. --workers auto: one process
@@ -266,8 +267,8 @@ def main():
     workers = (1 if a.conns <= 15000 else -(-(a.conns + 2000) // 19000)) \
         if a.workers == "auto" else int(a.workers)
     client_cpu = 1 - a.server_cpu
-    server_cmd = ["taskset", "-c", str(a.server_cpu), SERVER, "--engine", a.engine, "--threads", "1",
-                  "--workers", str(workers),
+    server_cmd = ["taskset", "-c", str(a.server_cpu), SERVER, "--engine", a.engine,
+                  "--threads", "1", "--workers", str(workers),
                   "--addr", f"127.0.0.1:{PORT}", "--metrics-addr", f"127.0.0.1:{METRICS}",
                   "--memory-limit", a.memory_limit] + a.server_flags.split()
     if a.attack == "flood" and "--max-conns" not in a.server_flags:
@@ -292,8 +293,9 @@ def main():
 
         good_cmd, base = good_clients(a.baseline, f"{tmp}/baseline.json", client_cpu)
         # The good clients connect first; their measured window opens as the fleet starts.
-        good = subprocess.Popen(good_clients_cmd(a.attack_s - 2, f"{tmp}/attack.json", client_cpu, "2s"),
-                                stdout=subprocess.DEVNULL)
+        good = subprocess.Popen(
+            good_clients_cmd(a.attack_s - 2, f"{tmp}/attack.json", client_cpu, "2s"),
+            stdout=subprocess.DEVNULL)
         time.sleep(2)
         t_attack = time.monotonic() - t0
         procs = []

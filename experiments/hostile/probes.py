@@ -15,7 +15,7 @@ come from (FINDINGS 11.1.3). Each runs for SECONDS and writes one line per sampl
                                      virtio balloon's /sys/module/page_reporting counters)
                                      every 10 ms; OUT: "monotonic_s reported_kib passes"
                                      lines, one per change
-  probes.py load KIND SECONDS         a control load with no network, on the CPU it is pinned
+  probes.py load KIND SECONDS        a control load with no network, on the CPU it is pinned
                                      to: busy (a loop), duty (0.7 ms busy, 0.3 ms asleep),
                                      syscalls (1-byte reads and writes), pingpong (a byte
                                      through two pipes to a child pinned to CPU 1 and back),

@@ -56,9 +56,11 @@ experiments/hostile/hostile.py "$ATTACK" --conns 100000 --attack 30 --fleet-rate
   --server-flags "$FLAGS" --server-cpu "$S" --out "$OUT" >"$OUT/hostile.log" 2>&1 &
 $probes softirq 58 "$OUT/softirq.txt" &
 taskset -c $C $probes reporting 58 "$OUT/reporting.txt" &
-(sleep 3 && perf record -q -m 1024 $EVENTS -C "$S" -k CLOCK_MONOTONIC -o "$OUT/baseline.data" -- sleep 8 \
-  >/dev/null 2>&1 && sleep 5 &&
-  perf record -q -m 1024 $EVENTS -C "$S" -k CLOCK_MONOTONIC -o "$OUT/attack.data" -- sleep 25 >/dev/null 2>&1) &
+record() {  # record PHASE SECONDS: the server's CPU
+  perf record -q -m 1024 $EVENTS -C "$S" -k CLOCK_MONOTONIC -o "$OUT/$1.data" -- sleep "$2" \
+    >/dev/null 2>&1
+}
+(sleep 3 && record baseline 8 && sleep 5 && record attack 25) &
 (sleep 16 && perf record -q -e tcp:tcp_retransmit_skb -a -k CLOCK_MONOTONIC \
   -o "$OUT/retrans.data" -- sleep 25 >/dev/null 2>&1) &
 if [ "${SLEEPER:-0}" = 1 ]; then
