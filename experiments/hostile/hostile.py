@@ -4,7 +4,7 @@ clients measure latency (docs/FINDINGS.md section 11, issue 11).
 
   experiments/hostile/hostile.py ATTACK [--conns N] [--attack 20] [--baseline 10]
       [--memory-limit 256MiB] [--workers auto] [--fleet-rate 5000] [--rst-rate 0]
-      [--out results/hostile]
+      [--server-flags "..."] [--engine epoll] [--server-cpu 0] [--out results/hostile]
 
 ATTACK: slowloris (half partial headers, half partial 60,000-byte ECHOs with 8,000 bytes
 sent), slow-readers (FETCH of 1 GiB with SO_RCVBUF 4 KiB: half never read, half read

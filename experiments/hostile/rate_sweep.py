@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Summary of experiments/hostile/rate_sweep.sh: per rst fleet connect rate (0: uncapped),
+"""Summary of experiments/hostile/rate_sweep.sh: per fleet connect rate (rst 0: uncapped),
 the median and range over rounds of the good clients' p99 (and its ratio to their baseline), the server's
 cores and run-queue wait under attack, and the connects the fleet completed per second.
 Writes OUT/sweep.json and OUT/sweep.png; prints a Markdown table.
