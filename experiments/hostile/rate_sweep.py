@@ -86,7 +86,8 @@ ax.errorbar(x, [m["median"] for m in ratio],
 ax.axhline(2, color="red", linestyle="--", label="2x (the issue's bound)")
 ax.set_yscale("log")
 ax.set_xticks(x, [f"{w['fleet_rate']:,.0f}" if w["fleet_rate"] else "uncapped" for w in rows])
-ax.set_xlabel("rst fleet's connect rate, asked (connect, FETCH, reset)")
+ax.set_xlabel(f"{attack} fleet's connect rate, asked"
+              + (" (connect, FETCH, reset)" if attack == "rst" else ""))
 ax.set_ylabel("good clients' p99 under attack / baseline")
 ax2 = ax.twinx()
 ax2.plot(x, [w["server_cores"]["median"] if w["server_cores"] else 0 for w in rows], marker="s",
@@ -97,7 +98,8 @@ ax2.set_ylabel("cores / s per s")
 h1, l1 = ax.get_legend_handles_labels()
 h2, l2 = ax2.get_legend_handles_labels()
 ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
-ax.set_title(f"{attack} storm (hostile.py --conns 100000 --rst-rate R): the server's core "
+rate_flag = "--rst-rate" if attack == "rst" else "--fleet-rate"
+ax.set_title(f"{attack} (hostile.py --conns 100000 {rate_flag} R): the server's core "
              "(CPU 0)\nagainst the fleet's rate", fontsize=10)
 fig.tight_layout()
 fig.savefig(os.path.join(out, "sweep.png"), dpi=110)
