@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include "base/buffer_pool.h"
 #include "base/clock.h"
@@ -181,6 +182,10 @@ class Session : NonCopyable {
   // --- memory budget (core/memory_budget.h) ---
   /// Bytes of pooled blocks this session holds (output, held input, partial frame).
   size_t memory_held() const;
+  /// The order in which an engine sheds (larger first): the memory held, then the bytes
+  /// queued. A connection whose one reply block is still being sent ties on the first
+  /// with a peer that leaves a block unread, and loses on the second.
+  std::pair<size_t, size_t> shed_rank() const { return {memory_held(), out_bytes_}; }
   /// Closes the connection to give its memory back (the budget is past its limit): with
   /// nothing queued, ERROR OVERLOADED is queued (the engine writes it, then closes);
   /// otherwise everything is dropped and the engine closes with RST. Counted in

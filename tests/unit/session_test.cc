@@ -1582,5 +1582,21 @@ TEST(SessionBudgetTest, ShedWithNothingQueuedSendsOverloadedAtAFrameBoundary) {
   EXPECT_EQ(action(d.counters, metrics::OverloadAction::kCloseError), 1u);
 }
 
+// Shedding goes by Session::shed_rank, larger first: a reply still being sent (one block,
+// a few bytes) ranks below a peer that leaves the same block unread.
+TEST(SessionBudgetTest, ShedRankPutsAnUnreadQueueBeforeAReplyInFlight) {
+  MemoryBudget b(0);
+  BudgetAccount a(&b, 0, nullptr);
+  BudgetDriver answering(&a), unread(&a);
+  answering.session->on_bytes(frame(FrameType::kPing), answering.now);
+  unread.session->on_bytes(frame(FrameType::kEcho, pattern(1000)), unread.now);
+  ASSERT_TRUE(answering.session->has_output());
+  ASSERT_TRUE(unread.session->has_output());
+  EXPECT_EQ(answering.session->shed_rank().first, unread.session->shed_rank().first);
+  EXPECT_LT(answering.session->shed_rank(), unread.session->shed_rank());
+  answering.flush();
+  EXPECT_EQ(answering.session->shed_rank().first, 0u);  // nothing held once it is sent
+}
+
 }  // namespace
 }  // namespace c10m::core

@@ -471,16 +471,16 @@ void EpollLoop::check_budget(Nanos now) {
 void EpollLoop::shed(Nanos now) {
   core::MemoryBudget* budget = shared_->budget;
   if (budget == nullptr) return;
-  // This loop's connections holding memory, largest first (a scan, on this rare path only:
-  // the budget is past its limit).
-  std::vector<std::pair<size_t, EpollConn*>> held;
+  // This loop's connections holding memory, largest first (Session::shed_rank; a scan, on
+  // this rare path only: the budget is past its limit).
+  std::vector<std::pair<std::pair<size_t, size_t>, EpollConn*>> held;
   for (EpollConn* c = all_head_; c != nullptr; c = c->all_next) {
-    const size_t h = c->session.memory_held();
-    if (h != 0) held.emplace_back(h, c);
+    const auto rank = c->session.shed_rank();
+    if (rank.first != 0) held.emplace_back(rank, c);
   }
   std::sort(held.begin(), held.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (auto& [bytes, c] : held) {
+  for (auto& [rank, c] : held) {
     if (budget->used() <= budget->shed_resume()) break;
     c->session.shed(now);
     // A shed session has already given its blocks back (but the ERROR frame's).

@@ -599,25 +599,26 @@ void UringLoop::update_pause() {
 void UringLoop::shed(Nanos now) {
   core::MemoryBudget* budget = shared_->budget;
   if (budget == nullptr) return;
-  // This loop's connections holding memory, largest first (a scan, on this rare path only:
-  // the budget is past its limit). Their blocks come back when their requests complete.
-  // Connections already finished (shed in an earlier turn) count as freeing.
-  std::vector<std::pair<size_t, UringConn*>> held;
+  // This loop's connections holding memory, largest first (Session::shed_rank; a scan, on
+  // this rare path only: the budget is past its limit). Their blocks come back when their
+  // requests complete. Connections already finished (shed in an earlier turn) count as
+  // freeing.
+  std::vector<std::pair<std::pair<size_t, size_t>, UringConn*>> held;
   size_t freeing = 0;
   for (UringConn* c = all_head_; c != nullptr; c = c->all_next) {
-    const size_t h = c->session.memory_held();
+    const auto rank = c->session.shed_rank();
     if (c->closing || c->session.finished()) {
-      freeing += h;
-    } else if (h != 0) {
-      held.emplace_back(h, c);
+      freeing += rank.first;
+    } else if (rank.first != 0) {
+      held.emplace_back(rank, c);
     }
   }
   std::sort(held.begin(), held.end(),
             [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (auto& [bytes, c] : held) {
+  for (auto& [rank, c] : held) {
     if (budget->used() <= budget->shed_resume() + freeing) break;
     c->session.shed(now);
-    freeing += bytes;
+    freeing += rank.first;
     mark(c);
   }
 }
