@@ -27,8 +27,10 @@ for r in $(seq "$ROUNDS"); do
   for rate in $rates; do
     dir="$OUT/$ATTACK-rate$rate-r$r"
     experiments/hostile/hostile.py "$ATTACK" --conns 100000 --attack 30 "$RATE_FLAG" "$rate" \
-      --server-flags "$FLAGS" --out "$dir" >"$dir.log" 2>&1 || echo "hostile.py $ATTACK at $rate/s failed (see $dir.log)" >&2
-    echo "$ATTACK at $rate/s (rst 0: uncapped) round $r: $(tail -n 1 "$dir.log" | sed 's/.*good p99/good p99/')"
+      --server-flags "$FLAGS" --out "$dir" >"$dir.log" 2>&1 ||
+      echo "hostile.py $ATTACK at $rate/s failed (see $dir.log)" >&2
+    echo "$ATTACK at $rate/s (rst 0: uncapped) round $r:" \
+      "$(tail -n 1 "$dir.log" | sed 's/.*good p99/good p99/')"
   done
 done
 /usr/bin/python3 experiments/hostile/rate_sweep.py "$OUT" "$ATTACK"
