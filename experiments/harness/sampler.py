@@ -121,15 +121,20 @@ def window(samples, t0, t1=None):
         out["cpu_busy_share"] = per
         out["box_ctx_per_s"] = _delta(a, b, ("stat", "ctxt")) / dt
     for name in a.get("groups", {}):
-        ga, gb = a["groups"].get(name), b["groups"].get(name)
-        if not ga or not gb or dt <= 0:
+        # a group that started (or ended) inside the window: its first and last samples there
+        have = [s for s in inside if s["groups"].get(name)]
+        if len(have) < 2:
             continue
-        g = {"cores": (gb["cpu_s"] - ga["cpu_s"]) / dt, "procs": gb["procs"],
+        sa, sb = have[0], have[-1]
+        ga, gb, gdt = sa["groups"][name], sb["groups"][name], sb["t"] - sa["t"]
+        if gdt <= 0:
+            continue
+        g = {"cores": (gb["cpu_s"] - ga["cpu_s"]) / gdt, "procs": gb["procs"],
              "threads": gb["threads"],
              "rss_peak": max((s["groups"].get(name) or {}).get("rss", 0) for s in inside)}
         if "rq_wait_s" in ga and "rq_wait_s" in gb:
-            g["rq_wait_per_s"] = (gb["rq_wait_s"] - ga["rq_wait_s"]) / dt
-            g["ctx_per_s"] = (gb["ctx_switches"] - ga["ctx_switches"]) / dt
+            g["rq_wait_per_s"] = (gb["rq_wait_s"] - ga["rq_wait_s"]) / gdt
+            g["ctx_per_s"] = (gb["ctx_switches"] - ga["ctx_switches"]) / gdt
         out[name] = g
     out["netstat"] = {k: _delta(a, b, ("netstat", k)) for k in a.get("netstat", {})
                       if k != "Tcp.CurrEstab"}

@@ -210,8 +210,8 @@ def box_plan(probe, t):
              "FETCH/STREAM against iperf3 " + ("(installed)" if probe["iperf3"] else "(not installed: skipped)"),
              "slow consumers and the write timeout; perf " + ("available" if probe["perf"] else
                                                                f"unavailable ({probe['perf_why']})")]
-    est = len(engines) * 2 * (trial_s + 3) + (trial_s + 3) + rounds * 2 * (trial_s + 2) \
-        + 3 * (trial_s + 3) + 2 * trial_s + 12
+    est = len(engines) * 2 * (trial_s + 2.5) + (trial_s + 2) + rounds * 2 * (trial_s + 1.5) \
+        + 3 * (trial_s + 2) + 2 * max(4, 2 * trial_s) + 6
     return {"name": "box", "kind": "box", "trial_s": trial_s, "rounds": rounds, "engines": engines,
             "fits": True, "arithmetic": lines, "predicted_wall": "CPU (loopback: the kernel's TCP path)",
             "sysctls": [], "estimate_s": int(est)}

@@ -414,7 +414,7 @@ def conns_rung(ctx, rung, steps):
             start = ctx.start_rate(rung, engine)
             slo = search(ctx, hold, start)
             steps.append(slo)
-            if engine == fastest and ctx.time_for(rung["trial_s"] + 30):
+            if engine == fastest and ctx.time_for(rung["trial_s"] + 10):
                 rate = slo["results"].get("max_rate_per_s") or min(
                     (t["rate"] for t in slo["data"]["trials"]), default=ctx.min_rate)
                 steps.append(drain_check(ctx, hold, rate))
@@ -657,7 +657,7 @@ def slow_consumer(ctx, rung):
 
 def box_rung(ctx, rung, steps):
     for fn in (peak, accept, bigdata, slow_consumer):
-        if not ctx.time_for(rung["trial_s"] * 3 + 10):
+        if not ctx.time_for(rung["trial_s"] * 2 + 6):
             steps.append(_done(_step(fn.__name__, status="skipped", reason="budget")))
             continue
         try:

@@ -1,0 +1,55 @@
+"""The report's schema validator, the docs' schema section, and rendering from JSON alone:
+every plot of a report is in its HTML, and its Markdown is what the JSON renders to."""
+import base64
+import os
+import re
+import unittest
+
+import ladder_test_util as util
+from ladder import schema
+
+
+class Validator(unittest.TestCase):
+    def test_types_enums_optional_and_nullable(self):
+        spec = {"a": "int", "b?": "str", "c": "num|null", "d": "str:x|y", "e": ["list", {"f": "bool"}]}
+        self.assertEqual(schema.validate({"a": 1, "c": None, "d": "x", "e": [{"f": True}]}, spec), [])
+        errs = schema.validate({"a": "1", "c": "no", "d": "z", "e": [{"f": 1}]}, spec)
+        self.assertEqual(len(errs), 4, errs)
+        self.assertEqual(schema.validate({"c": 1.5, "d": "y", "e": []}, spec), ["$: missing a"])
+        self.assertEqual(schema.validate({"a": True, "c": 1, "d": "y", "e": []}, spec)[0][:4], "$.a:")
+
+    def test_docs_list_every_key_of_the_schema(self):
+        with open(os.path.join(util.ROOT, "docs", "LADDER.md")) as f:
+            doc = f.read()
+        missing = [k for k in schema.keys() if f"`{k.split('.')[-1].replace('[]', '')}`" not in doc]
+        self.assertEqual(missing, [], "docs/LADDER.md, section JSON, misses these keys")
+
+
+def check_report(test, out_dir):
+    """Asserts what a written report must hold; returns the parsed JSON."""
+    import json
+    from ladder import report
+    with open(os.path.join(out_dir, "report.json")) as f:
+        rep = json.load(f)
+    test.assertEqual(schema.validate(rep), [])
+    with open(os.path.join(out_dir, "report.html")) as f:
+        page = f.read()
+    test.assertNotRegex(page, r"(src|href)=['\"]https?:", "the page loads nothing from outside")
+    for r in rep["rungs"]:
+        for p in r["plots"]:
+            m = re.search(rf"<img id='{re.escape(p['id'])}'[^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+            test.assertIsNotNone(m, f"plot {p['id']} is in the page")
+            test.assertEqual(base64.b64decode(m.group(1))[:8], b"\x89PNG\r\n\x1a\n")
+    with open(os.path.join(out_dir, "report.md")) as f:
+        md = f.read()
+    test.assertEqual(md, report.markdown(rep), "the Markdown is what the JSON renders to")
+    for r in rep["rungs"]:
+        if r.get("wall"):
+            test.assertIn(f"Wall: **{r['wall']['name']}**", md)
+        for k, v in r["numbers"].items():
+            test.assertIn(f"| {k} | {report._fmt(v)} |", md)
+    return rep
+
+
+if __name__ == "__main__":
+    util.main_or_skip()
