@@ -60,7 +60,8 @@ def proc_rss(pid):
 def group(pids, max_threads=512):
     """CPU seconds, RSS, threads, processes, and, where the processes have at most
     `max_threads` threads in all (reading every thread's files costs CPU of its own), the
-    run-queue wait seconds (schedstat) and context switches summed over every thread."""
+    time run and waited in the run queue (schedstat, ns precision) and the context switches,
+    summed over every thread."""
     cpu = rss = threads = 0
     alive = []
     for p in pids:
@@ -73,7 +74,7 @@ def group(pids, max_threads=512):
     out = {"cpu_s": cpu, "rss": rss, "threads": threads, "procs": len(alive)}
     if threads > max_threads:
         return out
-    wait = ctx = 0
+    run = wait = ctx = 0
     for p in alive:
         try:
             tids = os.listdir(f"/proc/{p}/task")
@@ -82,12 +83,15 @@ def group(pids, max_threads=512):
         for t in tids:
             sched = _read(f"/proc/{p}/task/{t}/schedstat")
             if sched:
-                wait += int(sched.split()[1])
+                f = sched.split()
+                run += int(f[0])
+                wait += int(f[1])
             status = _read(f"/proc/{p}/task/{t}/status")
             if status:
                 for line in status.splitlines():
                     if "ctxt_switches:" in line:
                         ctx += int(line.split()[1])
+    out["run_s"] = run / 1e9
     out["rq_wait_s"] = wait / 1e9
     out["ctx_switches"] = ctx
     return out
