@@ -115,7 +115,7 @@ class Server:
         self.drain_s = None
         workers = "--workers" in args and args[args.index("--workers") + 1] != "1"
         deadline = time.time() + start_timeout
-        ready = False
+        ready = started = False
         while time.time() < deadline:
             line = self.proc.stderr.readline()
             if not line:
@@ -127,7 +127,8 @@ class Server:
             m = re.search(r"listening on [0-9.]+:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
-            if self.port and (not workers or "workers started" in line):
+            started = started or "workers started" in line
+            if self.port and (not workers or started):
                 ready = True
                 break
         if not ready:

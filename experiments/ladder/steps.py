@@ -9,7 +9,6 @@ on the thread engine; the fastest engine's hold ends with the drain check (SIGTE
 load). The box rung: the 64 B peak (closed loop) on each event engine and p50/p99/p99.9 at
 80% of it, the accept ceiling with 1 and N acceptors, FETCH/STREAM against iperf3, and slow
 consumers against the write timeout."""
-import json
 import math
 import os
 import re
@@ -18,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from harness import ACCEPT_STORM, FLEET, perf, procs, rounds, transfer
+from harness import FLEET, perf, procs, rounds, storm, transfer
 from harness.sampler import Sampler, series
 
 from . import evidence, plan, walls
@@ -515,37 +514,17 @@ def accept(ctx, rung):
     runs, last_ev = [], None
     for rnd, name in rounds.interleave(strategies, rung["rounds"]):
         ctx.progress.say(f"accept: {name}, round {rnd + 1}/{rung['rounds']}")
-        srv = procs.Server(["--engine", "epoll", "--idle-timeout", "0"] + strategies[name])
-        storm = None
-        smp = Sampler({"server": srv.pids, "client": lambda: [storm.pid] if storm else []},
-                      metrics_port=srv.mport, net_pid=srv.pid, period=0.5)
-        smp.start()
-        try:
-            time.sleep(0.6)
-            t0 = time.monotonic()
-            storm = procs.spawn([ACCEPT_STORM, "--addr", srv.addr, "--threads", "2", "--inflight", "64",
-                                 "--duration", f"{d}s", "--srcips", "127.0.3.2-127.0.3.9"],
-                                stdout=subprocess.PIPE, text=True)
-            pf = _perf_in(ctx, d / 2 - min(ctx.perf_s, d) / 2, min(ctx.perf_s, d), f"accept-{rnd}") \
-                if rnd == rung["rounds"] - 1 else None
-            out, _ = storm.communicate(timeout=d + 60)
-            procs.forget(storm)
-            t1 = time.monotonic()
-            win = smp.window(t0 + 0.3, t1 - 0.1)
-            r = json.loads(out)
-            cps = r["cycles_per_second"]
-            ev = evidence.gather(win, None, srv, pf.result() if pf else None, frames_per_s=cps,
-                                 server_core_limit=int(strategies[name][1]), slo_us=ctx.slo_us,
-                                 somaxconn=ctx.somaxconn())
-            runs.append({"strategy": name, "round": rnd, "cycles_per_s": cps, "errors": r.get("errors"),
-                         "server_cores": _r(ev.get("server_cores")), "client_cores": _r(ev.get("client_cores")),
-                         "softirq_cores": _r(ev.get("softirq_cores")), "box_busy_cores": _r(ev.get("box_busy_cores"))})
-            if name != "1 acceptor":
-                last_ev = ev
-        finally:
-            storm = None
-            srv.stop()
-            smp.stop()
+        last = rnd == rung["rounds"] - 1 and name != "1 acceptor"
+        r = storm.storm(strategies[name], d, profile=os.path.join(ctx.raw_dir, "accept.perf") if last else None)
+        ev = evidence.gather(r["window"], None, None, r["perf_top"], frames_per_s=r["cycles_per_s"],
+                             server_core_limit=int(strategies[name][1]), slo_us=ctx.slo_us,
+                             somaxconn=ctx.somaxconn(), server_emfile_log=r["server_log_emfile"])
+        runs.append({"strategy": name, "round": rnd, "cycles_per_s": r["cycles_per_s"], "errors": r["errors"],
+                     "server_cores": _r(ev.get("server_cores")), "client_cores": _r(ev.get("client_cores")),
+                     "softirq_cores": _r(ev.get("softirq_cores")), "box_busy_cores": _r(ev.get("box_busy_cores")),
+                     "per_acceptor_accepts": r["per_acceptor_accepts"]})
+        if name != "1 acceptor":
+            last_ev = ev
     summ = {name: rounds.summarize([x["cycles_per_s"] for x in runs if x["strategy"] == name])
             for name in strategies}
     one, many = summ["1 acceptor"]["median"], summ[list(strategies)[1]]["median"]
