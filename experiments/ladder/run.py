@@ -117,6 +117,7 @@ def climb(args):
     print("\n".join(text), file=sys.stderr, flush=True)
     out_dir = args.out or out_dir_for(probe)
     os.makedirs(out_dir, exist_ok=True)
+    os.environ["C10M_LADDER_RUN"] = os.path.abspath(out_dir)  # every child carries it (tests look)
     progress = Progress(budget_s)
     ctx = Ctx(probe, pl, out_dir, budget_s, args.slo_us, args.payload, progress)
     rep = report.new(args, probe, pl, text, t_start)
