@@ -431,7 +431,9 @@ CSS = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1300px;colo
 h1{font-size:22px}h2{font-size:19px;border-bottom:1px solid #ccc;padding-top:8px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 7px;text-align:left}
 .wall{background:#fff6e0;border-left:4px solid #e8a000;padding:8px 12px;margin:10px 0}
-.ok{color:#0a7a2f}.bad{color:#b00020}.plots img{max-width:100%;margin:6px 0;border:1px solid #eee}
+.ok{color:#0a7a2f}.bad{color:#b00020}.plots{display:flex;flex-wrap:wrap;gap:10px}
+.plots figure{margin:4px 0}.plots img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:13px;font-weight:600}.cols{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}.ans li{margin:4px 0}
 .small{font-size:12px;color:#555}"""
 
@@ -479,7 +481,7 @@ def html_page(rep):
                 continue
             parts.append(f"<figure><figcaption>{_e(title)}</figcaption>"
                          f"<img id='{_e(pid)}' alt='{_e(title)}' src='data:image/png;base64,{data}'></figure>")
-        parts.append("</div><table><tr><th>number</th><th>value</th></tr>"
+        parts.append("</div><div class='cols'><table><tr><th>number</th><th>value</th></tr>"
                      + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in _numbers_rows(r["numbers"]))
                      + "</table>")
         parts.append("<table><tr><th>step</th><th>engine</th><th>status</th><th>s</th><th>wall</th><th>results</th></tr>")
@@ -489,7 +491,7 @@ def html_page(rep):
             parts.append(f"<tr><td>{_e(s['name'])}</td><td>{_e(s.get('engine', ''))}</td><td>{_e(s['status'])}"
                          f"{_e(' (' + s['reason'] + ')') if s.get('reason') else ''}</td><td>{s['elapsed_s']}</td>"
                          f"<td>{_e((s.get('wall') or {}).get('name', ''))}</td><td class='small'>{_e(res)}</td></tr>")
-        parts.append("</table>")
+        parts.append("</table></div>")
         for s in r["steps"]:
             if s["name"] == "slo" and s["data"].get("trials"):
                 parts.append(f"<p class='small'>{_e(s['engine'])} trials:</p><table><tr><th>rate/s</th><th>pass</th>"

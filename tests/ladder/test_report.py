@@ -25,6 +25,38 @@ class Validator(unittest.TestCase):
         self.assertEqual(missing, [], "docs/LADDER.md, section JSON, misses these keys")
 
 
+class Plan(unittest.TestCase):
+    PROBE = {"fd_soft": 20000, "cores": 2, "io_uring": True, "ports": 28232, "mem_available": 22 << 30,
+             "pid_max": 32768, "file_max": 2466239, "somaxconn": 4096, "ehash_buckets": 262144,
+             "netns": True, "server_multi_ring": False, "client_direct": False}
+
+    def test_c1m_at_this_fd_limit_is_52_server_and_51_client_processes(self):
+        from ladder import plan
+        a = plan.arrangement(self.PROBE, 1_000_000, "epoll")
+        self.assertEqual((a["mode"], a["server_workers"], a["client_procs"]), ("processes", 52, 51))
+        few = plan.arrangement(dict(self.PROBE, server_multi_ring=True, client_direct=True), 1_000_000, "uring")
+        self.assertEqual((few["mode"], few["processes"]), ("few", 2))
+        self.assertEqual(plan.arrangement(dict(self.PROBE, server_multi_ring=True, client_direct=True),
+                                          1_000_000, "thread")["mode"], "processes")
+
+    def test_c1m_plan_names_its_own_hash_and_the_thread_engines_memory_wall(self):
+        from ladder import plan
+        r = plan.rung_plan("c1m", 1_000_000, self.PROBE, plan.tier(1800, False))
+        self.assertTrue(r["fits"])
+        self.assertEqual(r["ehash_own"], 1 << 21)
+        self.assertFalse(r["engines"]["thread"]["run"])
+        self.assertIn("memory", r["engines"]["thread"]["predicted_wall"])
+        self.assertEqual(plan.srcips(1_000_000, 0, self.PROBE)[1], 84)
+
+    def test_budgets(self):
+        from ladder import plan
+        self.assertEqual([plan.parse_duration(x) for x in ("90s", "5m", "1h30m", "120")], [90, 300, 5400, 120])
+        self.assertRaises(ValueError, plan.parse_duration, "5 minutes")
+        self.assertEqual(plan.tier(120, False)[1]["c1m"], 4000)
+        self.assertEqual(plan.tier(300, False)[1]["c1m"], 50000)
+        self.assertEqual(plan.tier(1800, False)[1]["c1m"], 1_000_000)
+
+
 def check_report(test, out_dir):
     """Asserts what a written report must hold; returns the parsed JSON."""
     import json
