@@ -15,9 +15,9 @@ DEFAULT_BUDGET_S = 30 * 60
 TIERS = [
     (150, {"c10k": 1_000, "c100k": 2_000, "c1m": 4_000}, 1, 3, 1, ("c10k",)),
     (720, {"c10k": 10_000, "c100k": 20_000, "c1m": 50_000}, 2, 5, 1, ("c10k", "c100k")),
-    (None, FULL, 4, 7, 2, ("c10k", "c100k", "c1m")),
+    (None, FULL, 8, 8, 2, ("c10k", "c100k", "c1m")),
 ]
-FULL_TIER = (None, FULL, 10, 9, 3, ("c10k", "c100k", "c1m"))
+FULL_TIER = (None, FULL, 20, 10, 3, ("c10k", "c100k", "c1m"))
 
 # Priors, bytes (FINDINGS 1 and 8.3): kernel slab per connection pair (both ends live in
 # this kernel), the server's and the client's user space per idle connection; the thread
@@ -131,7 +131,7 @@ def rung_plan(name, n_full, probe, t, measured=None, arrangement_choice="auto", 
         fits_mem = need <= avail
         most = int(max(0, avail - MEM_RESERVE) / (per * MEM_SAFETY))
         why = (f"{n:,} connections x {fmt_bytes(per)} ({'measured' if measured else 'prior'}: "
-               f"slab per pair + user space{' + thread stack, kernel stack, task' if engine == 'thread' else ''})"
+               f"slab per pair + user space{'; + the prior thread stack, kernel stack, task' if engine == 'thread' else ''})"
                f" x {MEM_SAFETY} + {fmt_bytes(MEM_RESERVE)} = {fmt_bytes(need)} of "
                f"{fmt_bytes(avail)} available: {'fits' if fits_mem else 'does not fit'}")
         e = {"run": True, "fits": fits_mem, "arrangement": arr, "memory": why,

@@ -88,7 +88,7 @@ def numbers(rung):
             r = s["results"]
             if tag == "fastest":
                 n["fastest_engine"] = e
-            n[f"{tag}_conns_held"] = r["conns_held"] + (rung.get("active") or 0) * 0
+            n[f"{tag}_conns_held"] = r["conns_held"]
             for k in ("connect_s", "connects_per_s", "server_rss_bytes_per_conn", "client_rss_bytes_per_conn",
                       "slab_bytes_per_conn_pair", "kernel_stack_bytes_per_conn",
                       "mem_available_drop_bytes_per_conn_pair", "server_processes", "client_processes"):
@@ -226,9 +226,11 @@ def answers(rep):
     dr = [r for r in conns if r["numbers"].get("drain_s") is not None]
     if dr:
         out.append({"question": QUESTIONS[8][1], "answer": "; ".join(
-            f"{r['name']}: drained in {r['numbers']['drain_s']:.1f} s, force-closed "
-            f"{r['numbers']['drain_force_closed']}, unanswered {r['numbers']['drain_unanswered']}"
-            f" ({'ok' if r['numbers']['drain_ok'] else 'FAILED'})" for r in dr)})
+            (f"{r['name']}: drained in {r['numbers']['drain_s']:.1f} s, force-closed "
+             f"{r['numbers']['drain_force_closed']}, unanswered {r['numbers']['drain_unanswered']}"
+             if r["numbers"].get("drain_force_closed") is not None else
+             f"{r['name']}: no drain line: the server was killed after {r['numbers']['drain_s']:.0f} s")
+            + f" ({'ok' if r['numbers']['drain_ok'] else 'FAILED'})" for r in dr)})
     return out
 
 
