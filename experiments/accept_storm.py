@@ -20,9 +20,7 @@ storm itself is experiments/harness/storm.py (the ladder's accept ceiling runs i
 Run it with the box to itself: ~2 minutes with the defaults.
   ROUNDS=3 DURATION=5 ACCEPTORS=2 experiments/accept_storm.py      (or make accept)
 """
-import json
 import os
-import re
 import socket
 import sys
 

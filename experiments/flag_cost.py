@@ -17,7 +17,10 @@ import argparse
 import os
 
 import harness
-from harness import host, procs, rounds, transfer
+import harness.host
+import harness.procs
+import harness.rounds
+import harness.transfer
 
 
 def main():
@@ -37,16 +40,16 @@ def main():
     harness.check_binaries()
     raw = os.path.join(harness.RESULTS, f"{name}_cost_raw")
     os.makedirs(raw, exist_ok=True)
-    host = host.host_record()
+    host = harness.host.host_record()
     points = []
     for r in range(a.rounds):
         order = settings[r % len(settings):] + settings[:r % len(settings)]
         for s in order:
-            server = procs.Server(["--engine", "epoll", "--threads", "1", a.flag, s])
+            server = harness.procs.Server(["--engine", "epoll", "--threads", "1", a.flag, s])
             try:
                 for n in conns:
                     for c in chunks:
-                        p = transfer.measure_transfer(server, a.op, n, c, 1.0, 3.0,
+                        p = harness.transfer.measure_transfer(server, a.op, n, c, 1.0, 3.0,
                                                 os.path.join(raw, f"r{r}-{s}-{n}-{c}.json"),
                                                 payload=c if a.op == "echo" else None)
                         p.update({"round": r, "setting": s})
@@ -71,14 +74,14 @@ def main():
                 ratio = [p["payload_bytes_per_s"] / base[p["round"]]["payload_bytes_per_s"]
                          for p in ps]
                 cpu = [p["server_cpu_s_per_gb"] for p in ps if p["server_cpu_s_per_gb"]]
-                row = {"conns": n, "chunk": c, "setting": s, "gb_per_s": rounds.summarize(rate),
-                       "ratio": rounds.summarize(ratio), "server_cpu_s_per_gb": rounds.summarize(cpu)}
+                row = {"conns": n, "chunk": c, "setting": s, "gb_per_s": harness.rounds.summarize(rate),
+                       "ratio": harness.rounds.summarize(ratio), "server_cpu_s_per_gb": harness.rounds.summarize(cpu)}
                 rows.append(row)
                 g, q, u = row["gb_per_s"], row["ratio"], row["server_cpu_s_per_gb"]
                 print(f"| {n} | {c} | {s} | {g['median']:.2f} [{g['min']:.2f}..{g['max']:.2f}] "
                       f"| {q['median']:.2f} [{q['min']:.2f}..{q['max']:.2f}] "
                       f"| {u['median']:.3f} [{u['min']:.3f}..{u['max']:.3f}] |")
-    host.write_result(f"{name}_cost.json", {"experiment": "flag_cost", "flag": a.flag, "op": a.op,
+    harness.host.write_result(f"{name}_cost.json", {"experiment": "flag_cost", "flag": a.flag, "op": a.op,
                                           "host": host, "rows": rows, "points": points})
 
 

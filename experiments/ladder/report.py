@@ -2,7 +2,6 @@
 one self-contained HTML page (every plot inline as a base64 PNG, no external asset), plus
 the before/after page of `c10m-ladder compare A.json B.json`. Everything here reads only the
 JSON, so a report can be rendered again (`c10m-ladder report FILE.json`) or compared later."""
-import datetime
 import html
 import json
 import os
@@ -272,7 +271,7 @@ def plots_of(rung):
                     lambda idle=idle: _plot_idle(rung, idle)))
     slo = [s for s in rung["steps"] if s["name"] == "slo" and s["data"].get("trials")]
     if slo:
-        out.append((f"{rung['name']}-slo", f"open-model rate search: p99 against the rate (SLO line)",
+        out.append((f"{rung['name']}-slo", "open-model rate search: p99 against the rate (SLO line)",
                     lambda slo=slo: _plot_slo(rung, slo)))
         wall_trials = [(s, t) for s in slo for t in s["data"]["trials"] if t.get("series")]
         if wall_trials:
