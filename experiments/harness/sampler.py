@@ -177,8 +177,9 @@ def series(samples, t_origin=None):
                "conns": (b.get("metrics") or {}).get("c10m_conns_open")}
         for name, g in b["groups"].items():
             ga = a["groups"].get(name)
-            if g and ga and dt > 0:
-                row[name + "_cores"] = round((g["cpu_s"] - ga["cpu_s"]) / dt, 3)
+            if g and ga and dt > 0 and g["procs"] >= ga["procs"]:
+                # (a process that exited takes its CPU time out of the sum: no rate then)
+                row[name + "_cores"] = round(max(0.0, (g["cpu_s"] - ga["cpu_s"]) / dt), 3)
                 row[name + "_rss"] = g["rss"]
         out.append(row)
     return out

@@ -280,6 +280,11 @@ def plots_of(rung):
     return out
 
 
+def _num(v):
+    """A value for a plot: a missed sample (None) is a gap, not a zero."""
+    return float("nan") if v is None else v
+
+
 def _plot_peak(p):
     plt = plot.pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -339,7 +344,7 @@ def _plot_idle(rung, idle):
     for s in idle:
         ser = s["data"]["series"]
         t = [x["t"] for x in ser]
-        a.plot(t, [x.get("conns") or 0 for x in ser], label=s["engine"])
+        a.plot(t, [_num(x.get("conns")) for x in ser], label=s["engine"])
         base_slab, base_av = ser[0]["slab"], ser[0]["mem_available"]
         b.plot(t, [(x["slab"] - base_slab) / 2**30 for x in ser], label=f"{s['engine']}: slab added")
         b.plot(t, [(base_av - x["mem_available"]) / 2**30 for x in ser], "--",
@@ -382,7 +387,8 @@ def _plot_wall(wt):
         x = [p["t"] for p in ser]
         for k, lab in (("box_busy", "box busy"), ("server_cores", "server"), ("client_cores", "client (active)"),
                        ("idle_cores", "client (idle fleet)"), ("softirq", "softirq")):
-            ax.plot(x, [p.get(k) or 0 for p in ser], label=lab)
+            ax.plot(x, [max(0.0, _num(p.get(k))) if p.get(k) is not None else float("nan") for p in ser],
+                    label=lab)
         ax.set(title=f"{s['engine']} at {t['rate']:,.0f}/s: {t.get('wall', {}).get('name', '')}",
                xlabel="s since the trial started", ylabel="cores")
         ax.legend(fontsize=7)
