@@ -375,12 +375,14 @@ def drain_check(ctx, hold, rate):
            "rate": rate, "unanswered": ev.get("unanswered"), "mismatches": ev.get("mismatches"),
            "goaways_active": ev.get("goaways"), "goaways_idle": idle.get("goaways"),
            "unexpected_closes": (ev.get("unexpected_closes") or 0) + (idle.get("unexpected_closes") or 0)}
-    ok = d.get("line") and not counts.get("force_closed") and not ev.get("mismatches") \
+    # The contract (docs/PROTOCOL.md): in-flight frames are answered, nothing is truncated,
+    # and what is still open at --drain-timeout is force-closed (counted, not a failure).
+    ok = bool(d.get("line")) and not counts.get("in_flight") and not ev.get("mismatches") \
         and not ev.get("unanswered") and d.get("server_rc") == 0
     st.update(results=res, status="ok" if ok else "failed",
               data={"series": t.get("series") or []})
     if not ok:
-        st["reason"] = "force-closed, truncated or unanswered frames, or a bad exit: see results"
+        st["reason"] = "in-flight, truncated or unanswered frames, or no clean exit: see results"
     return _done(st)
 
 
