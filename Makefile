@@ -1,11 +1,13 @@
 # Thin wrapper: the real work is in scripts/ and CMakePresets.json.
-.PHONY: demo test build idle peers c100k c1m accept exhaustion bigdata clean
+.PHONY: demo test build ladder idle peers c100k c1m accept exhaustion bigdata clean
 demo:            ## set up, build, run the ~20 s live demo (server + load + report + drain)
 	bash scripts/demo.sh
 test:            ## set up, build, run every test (release, ASan+UBSan, TSan) and the fuzzers
 	bash scripts/test.sh
 build:
 	bash scripts/setup.sh && cmake --preset release >/dev/null && cmake --build --preset release
+ladder: build    ## climb this box (probe, plan, C10K/C100K/C1M, walls named): results/ladder/<host>-<date>/report.html (~30 min; BUDGET=5m, RUNGS=box,c10k, FULL=1)
+	experiments/ladder/c10m-ladder run --budget $${BUDGET:-30m} $${RUNGS:+--rungs $$RUNGS} $${FULL:+--full}
 idle:            ## hold 19,000 idle connections on each engine, print RSS and bytes/conn
 	bash experiments/idle_conns.sh
 peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: table, JSON, chart (~11 min)

@@ -18,16 +18,20 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.metrics  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "bigrun")
+OUT = os.path.join(harness.RESULTS, "bigrun")
 
 
 def run(args):
-    bc.check_binaries()
-    host = bc.host_record()
+    harness.check_binaries()
+    host = harness.host.host_record()
     flags = ["--engine", "epoll", "--threads", "1"] + args.server_arg
-    server = bc.Server(flags)
+    server = harness.procs.Server(flags)
     samples = []
     stop = threading.Event()
     t0 = time.monotonic()
@@ -39,7 +43,7 @@ def run(args):
                             "cpu": server.cpu(),
                             "bytes_in": m.get("c10m_bytes_in_total"),
                             "bytes_out": m.get("c10m_bytes_out_total"),
-                            "allocations": bc.allocations(m)})
+                            "allocations": harness.metrics.allocations(m)})
             stop.wait(0.5)
 
     th = threading.Thread(target=sampler, daemon=True)
@@ -50,8 +54,8 @@ def run(args):
     up_cmd = common + ["--op", "stream", "--payload", str(16 << 20)]
     down_cmd = common + ["--op", "fetch", "--payload", str(256 << 20)]
     try:
-        up = bc.LoadClient(up_cmd, os.path.join(OUT, "raw", "stream.json"))
-        down = bc.LoadClient(down_cmd, os.path.join(OUT, "raw", "fetch.json"))
+        up = harness.procs.LoadClient(up_cmd, os.path.join(OUT, "raw", "stream.json"))
+        down = harness.procs.LoadClient(down_cmd, os.path.join(OUT, "raw", "fetch.json"))
         up_res = up.result(timeout=args.seconds + 120)
         down_res = down.result(timeout=args.seconds + 120)
         wall = time.monotonic() - t0
@@ -65,7 +69,7 @@ def run(args):
     rss = [s["rss"] for s in samples if s["rss"]]
     steady = [s["rss"] for s in samples if s["rss"] and s["t"] > 5]
     result = {
-        "experiment": "bigrun", "host": host, "git": bc.git_commit(),
+        "experiment": "bigrun", "host": host, "git": harness.host.git_commit(),
         "server_cmd": server.cmd, "stream_cmd": up.cmd, "fetch_cmd": down.cmd,
         "seconds": args.seconds, "wall_s": wall,
         "server_bytes_in": bytes_in, "server_bytes_out": bytes_out,
@@ -83,7 +87,7 @@ def run(args):
             s["allocations"] for s in samples if s["t"] > 5)) if samples[-1]["allocations"]
         is not None and steady else None,
         "drain": drain, "samples": samples}
-    bc.write_result("bigrun/result.json", result)
+    harness.host.write_result("bigrun/result.json", result)
     print(f"moved {bytes_in / 1e9:.1f} GB up + {bytes_out / 1e9:.1f} GB down = "
           f"{(bytes_in + bytes_out) / 1e9:.1f} GB in {wall:.0f} s; "
           f"stream {result['stream']}, fetch {result['fetch']}; RSS after 5 s "
@@ -115,11 +119,11 @@ def report(_args):
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"{r['total_bytes'] / 1e9:.0f} GB in one run, every byte verified "
                  f"(commit {r['git']})")
-    bc.save_plot(fig, os.path.join(OUT, "bigrun.png"))
+    harness.plot.save(fig, os.path.join(OUT, "bigrun.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--seconds", type=float, default=60)
     r.add_argument("--conns", type=int, default=4)

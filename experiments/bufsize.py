@@ -26,9 +26,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
+import harness.rounds  # noqa: E402
+import harness.transfer  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "bufsize")
+OUT = os.path.join(harness.RESULTS, "bufsize")
 NS_SRV, NS_CLI = "bigdata-srv", "bigdata-cli"
 IP_SRV, IP_CLI = "10.222.0.1", "10.222.0.2"
 SIZES = [0, 4096, 16384, 65536, 262144, 1048576, 4194304]
@@ -96,8 +101,8 @@ def rtt_result(sampler):
 
 
 def run(args):
-    bc.check_binaries()
-    host = bc.host_record()
+    harness.check_binaries()
+    host = harness.host.host_record()
     rows = []
     try:
         setup()
@@ -105,17 +110,17 @@ def run(args):
             shape(link)
             for k in range(args.rounds):
                 for size in SIZES:
-                    server = bc.Server(["--engine", "epoll", "--threads", "1",
+                    server = harness.procs.Server(["--engine", "epoll", "--threads", "1",
                                         "--sndbuf", str(size), "--rcvbuf", str(size)],
-                                       addr=f"{IP_SRV}:{PORT}", netns=NS_SRV)
+                                       addr=f"{IP_SRV}:{PORT}", netns_name=NS_SRV)
                     try:
                         pg = ss_sampler(args.warm + args.measure)
-                        p = bc.measure_transfer(
+                        p = harness.transfer.measure_transfer(
                             server, "fetch", 1, 65535, args.warm, args.measure,
                             os.path.join(OUT, "raw", f"{link}-r{k}-{size}.json"),
                             payload=256 << 20,
                             client_args=["--rcvbuf", str(size), "--sndbuf", str(size)],
-                            addr=f"{IP_SRV}:{PORT}", netns=NS_CLI)
+                            addr=f"{IP_SRV}:{PORT}", netns_name=NS_CLI)
                         rtt = rtt_result(pg)
                     finally:
                         server.stop()
@@ -128,8 +133,8 @@ def run(args):
                     rows.append(p)
     finally:
         teardown()
-    bc.write_result("bufsize/result.json", {"experiment": "bufsize", "host": host,
-                                            "git": bc.git_commit(), "rows": rows,
+    harness.host.write_result("bufsize/result.json", {"experiment": "bufsize", "host": host,
+                                            "git": harness.host.git_commit(), "rows": rows,
                                             "links": LINKS, "sizes": SIZES})
 
 
@@ -143,9 +148,9 @@ def report(_args):
             if not rows:
                 continue
             e = {"link": link, "bufsize": size,
-                 "mb_per_s": bc.summarize([x["payload_bytes_per_s"] / 1e6 for x in rows]),
-                 "server_cpu_s_per_gb": bc.summarize([x["server_cpu_s_per_gb"] for x in rows]),
-                 "loaded_rtt_ms": bc.summarize([x["loaded_rtt"]["median_ms"] for x in rows]),
+                 "mb_per_s": harness.rounds.summarize([x["payload_bytes_per_s"] / 1e6 for x in rows]),
+                 "server_cpu_s_per_gb": harness.rounds.summarize([x["server_cpu_s_per_gb"] for x in rows]),
+                 "loaded_rtt_ms": harness.rounds.summarize([x["loaded_rtt"]["median_ms"] for x in rows]),
                                  "bad": sum(x["mismatches"] + x["errors"] for x in rows)}
             summary["points"].append(e)
             print(f"{link:9} buf {size:8}: {e['mb_per_s']['median']:8.1f} MB/s "
@@ -153,7 +158,7 @@ def report(_args):
                   f"{e['server_cpu_s_per_gb']['median']:.3f} s/GB loaded RTT "
                   f"{e['loaded_rtt_ms']['median'] if e['loaded_rtt_ms'] else None} ms "
                   f"bad {e['bad']}")
-    bc.write_result("bufsize/summary.json", summary)
+    harness.host.write_result("bufsize/summary.json", summary)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -180,11 +185,11 @@ def report(_args):
     axes[0].set_ylabel("FETCH payload MB/s (median, min..max)")
     axes[1].set_ylabel("loaded RTT, ms (server's srtt, ss -ti)")
     fig.suptitle(f"buffer sizing over veth between namespaces (commit {r['git']})")
-    bc.save_plot(fig, os.path.join(OUT, "bufsize.png"))
+    harness.plot.save(fig, os.path.join(OUT, "bufsize.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=2)
     r.add_argument("--warm", type=float, default=1.0)

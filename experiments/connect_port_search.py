@@ -30,10 +30,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.plot  # noqa: E402
 
 RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
-BIN = os.path.join(bc.ROOT, "build/release/apps")
+BIN = os.path.join(harness.ROOT, "build/release/apps")
 
 
 def tcp_inuse():
@@ -109,15 +111,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--conns", type=int, default=19000)
     ap.add_argument("--limit", type=float, default=60)
-    ap.add_argument("--out", default=os.path.join(bc.ROOT, "results/port_search"))
+    ap.add_argument("--out", default=os.path.join(harness.ROOT, "results/port_search"))
     a = ap.parse_args()
-    bc.check_binaries()
+    harness.check_binaries()
     cases = [("1 IP, default range", "127.0.0.2", None, 24000),
              ("1 IP, 20,000 ports", "127.0.0.2", "40000 59999", 24001),
              ("2 IPs, default range", "127.0.0.2,127.0.0.3", None, 24002)]
     results = [run_case(label, ips, rng, a.conns, port, a.limit) for label, ips, rng, port in cases]
-    payload = {"experiment": "connect_port_search", "host": bc.host_record(),
-               "commit": bc.git_commit(), "command": " ".join(sys.argv), "cases": results}
+    payload = {"experiment": "connect_port_search", "host": harness.host.host_record(),
+               "commit": harness.host.git_commit(), "command": " ".join(sys.argv), "cases": results}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out + ".json", "w") as f:
         json.dump(payload, f, indent=1)
@@ -135,7 +137,7 @@ def main():
     ax.set_ylabel("connects/s (per 1,000 connections)")
     ax.set_title("connect() source-port search: the cliff at half the range per source IP")
     ax.legend()
-    bc.save_plot(fig, a.out + ".png")
+    harness.plot.save(fig, a.out + ".png")
     print(f"wrote {a.out}.json {a.out}.png")
 
 

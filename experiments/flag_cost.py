@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """What a server flag costs a fast peer: throughput and the server's CPU per GB for each
 setting of one flag, in interleaved rounds (every setting once per round, the order
-rotated), through experiments/bigdata_common.py's closed-loop transfer (c10m-server epoll,
+rotated), through experiments/harness/transfer.py's closed-loop transfer (c10m-server epoll,
 one loop; c10m-loadclient one loop, one request in flight per connection, every byte
 verified). FETCH measures the server's sending side; ECHO of CHUNK-byte frames its
 receiving side too. FINDINGS 11.1.2 (--notsent-lowat) and 11.1.3 (--rcvlowat).
@@ -16,7 +16,11 @@ medians of the rounds, [min..max], and the ratio to the first setting in the sam
 import argparse
 import os
 
-import bigdata_common as bc
+import harness
+import harness.host
+import harness.procs
+import harness.rounds
+import harness.transfer
 
 
 def main():
@@ -33,19 +37,19 @@ def main():
     conns = [int(x) for x in a.conns.split(",")]
     chunks = [int(x) for x in a.chunks.split(",")]
     name = a.flag.strip("-").replace("-", "_")
-    bc.check_binaries()
-    raw = os.path.join(bc.RESULTS, f"{name}_cost_raw")
+    harness.check_binaries()
+    raw = os.path.join(harness.RESULTS, f"{name}_cost_raw")
     os.makedirs(raw, exist_ok=True)
-    host = bc.host_record()
+    host = harness.host.host_record()
     points = []
     for r in range(a.rounds):
         order = settings[r % len(settings):] + settings[:r % len(settings)]
         for s in order:
-            server = bc.Server(["--engine", "epoll", "--threads", "1", a.flag, s])
+            server = harness.procs.Server(["--engine", "epoll", "--threads", "1", a.flag, s])
             try:
                 for n in conns:
                     for c in chunks:
-                        p = bc.measure_transfer(server, a.op, n, c, 1.0, 3.0,
+                        p = harness.transfer.measure_transfer(server, a.op, n, c, 1.0, 3.0,
                                                 os.path.join(raw, f"r{r}-{s}-{n}-{c}.json"),
                                                 payload=c if a.op == "echo" else None)
                         p.update({"round": r, "setting": s})
@@ -70,14 +74,14 @@ def main():
                 ratio = [p["payload_bytes_per_s"] / base[p["round"]]["payload_bytes_per_s"]
                          for p in ps]
                 cpu = [p["server_cpu_s_per_gb"] for p in ps if p["server_cpu_s_per_gb"]]
-                row = {"conns": n, "chunk": c, "setting": s, "gb_per_s": bc.summarize(rate),
-                       "ratio": bc.summarize(ratio), "server_cpu_s_per_gb": bc.summarize(cpu)}
+                row = {"conns": n, "chunk": c, "setting": s, "gb_per_s": harness.rounds.summarize(rate),
+                       "ratio": harness.rounds.summarize(ratio), "server_cpu_s_per_gb": harness.rounds.summarize(cpu)}
                 rows.append(row)
                 g, q, u = row["gb_per_s"], row["ratio"], row["server_cpu_s_per_gb"]
                 print(f"| {n} | {c} | {s} | {g['median']:.2f} [{g['min']:.2f}..{g['max']:.2f}] "
                       f"| {q['median']:.2f} [{q['min']:.2f}..{q['max']:.2f}] "
                       f"| {u['median']:.3f} [{u['min']:.3f}..{u['max']:.3f}] |")
-    bc.write_result(f"{name}_cost.json", {"experiment": "flag_cost", "flag": a.flag, "op": a.op,
+    harness.host.write_result(f"{name}_cost.json", {"experiment": "flag_cost", "flag": a.flag, "op": a.op,
                                           "host": host, "rows": rows, "points": points})
 
 

@@ -25,9 +25,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
+import harness.rounds  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "nagle")
+OUT = os.path.join(harness.RESULTS, "nagle")
 WWR_MODES = ["nagle", "nodelay", "cork", "one"]
 
 
@@ -37,7 +41,7 @@ def lo_packets():
 
 
 def loadclient_point(server_nodelay, client_nodelay, inflight, seconds, tag):
-    server = bc.Server(["--engine", "epoll", "--threads", "1",
+    server = harness.procs.Server(["--engine", "epoll", "--threads", "1",
                         f"--nodelay={'true' if server_nodelay else 'false'}"])
     try:
         cl = ["--addr", f"127.0.0.1:{server.port}", "--conns", "8", "--inflight", str(inflight),
@@ -45,7 +49,7 @@ def loadclient_point(server_nodelay, client_nodelay, inflight, seconds, tag):
               "--threads", "1", "--nodelay" if client_nodelay else "--no-nodelay"]
         p0 = lo_packets()
         t0 = time.monotonic()
-        lc = bc.LoadClient(cl, os.path.join(OUT, "raw", tag + ".json"))
+        lc = harness.procs.LoadClient(cl, os.path.join(OUT, "raw", tag + ".json"))
         res = lc.result()
         dt = time.monotonic() - t0
         p1 = lo_packets()
@@ -99,8 +103,8 @@ def pct(v, q):
 
 
 def run(args):
-    bc.check_binaries()
-    host = bc.host_record()
+    harness.check_binaries()
+    host = harness.host.host_record()
     points = []
     for k in range(args.rounds):
         for inflight in (1, 16):
@@ -116,7 +120,7 @@ def run(args):
                     points.append(p)
     wwr_rows = []
     for sn in (True, False):
-        server = bc.Server(["--engine", "epoll", "--threads", "1",
+        server = harness.procs.Server(["--engine", "epoll", "--threads", "1",
                             f"--nodelay={'true' if sn else 'false'}"])
         try:
             for mode in WWR_MODES:
@@ -132,8 +136,8 @@ def run(args):
                 wwr_rows.append(row)
         finally:
             server.stop()
-    bc.write_result("nagle/result.json", {"experiment": "nagle", "host": host,
-                                          "git": bc.git_commit(), "points": points,
+    harness.host.write_result("nagle/result.json", {"experiment": "nagle", "host": host,
+                                          "git": harness.host.git_commit(), "points": points,
                                           "write_write_read": wwr_rows})
 
 
@@ -148,7 +152,7 @@ def report(_args):
                                                    p["client_nodelay"]) == (inflight, sn, cn)]
                 e = {"inflight": inflight, "server_nodelay": sn, "client_nodelay": cn}
                 for key in ("frames_per_s", "p50_us", "p99_us", "packets_per_frame"):
-                    e[key] = bc.summarize([x[key] for x in rows])
+                    e[key] = harness.rounds.summarize([x[key] for x in rows])
                 e["bad"] = sum(x["bad"] for x in rows)
                 summary["loadclient"].append(e)
                 print(f"inflight {inflight:2} server nodelay {sn!s:5} client {cn!s:5}: "
@@ -161,7 +165,7 @@ def report(_args):
         print(f"wwr server nodelay {w['server_nodelay']!s:5} {w['mode']:8}: n {w['n']} p50 "
               f"{w['p50_us']:.0f} p99 {w['p99_us']:.0f} max {w['max_us']:.0f} us "
               f"{w['requests_per_s']:.0f} req/s >30ms {w['over_30ms']}")
-    bc.write_result("nagle/summary.json", summary)
+    harness.host.write_result("nagle/summary.json", summary)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -194,11 +198,11 @@ def report(_args):
     for i, v in enumerate(p99):
         axes[1].text(i, fps[i], f"p99 {v:.0f}us", ha="center", va="bottom", fontsize=7)
     fig.suptitle(f"Nagle and delayed ACK (commit {r['git']})")
-    bc.save_plot(fig, os.path.join(OUT, "nagle.png"))
+    harness.plot.save(fig, os.path.join(OUT, "nagle.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--seconds", type=float, default=4)

@@ -10,9 +10,11 @@ Each cell is the median of the rounds with the min-max range.
 import glob
 import json
 import os
-import statistics
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import host  # noqa: E402
+from harness.rounds import summarize  # noqa: E402
 
 res_dir, servers_arg, server_threads, client_threads, pin, secs = sys.argv[1:7]
 prefix = sys.argv[7] if len(sys.argv) > 7 else "results/peers"
@@ -51,10 +53,7 @@ def client_metrics(j):
 
 
 def stats(values):
-    v = [x for x in values if x == x]  # drop NaN
-    if not v:
-        return None
-    return {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+    return summarize([x for x in values if x == x])  # NaN dropped
 
 
 def read_stat(path):
@@ -203,8 +202,7 @@ for phase in ("peak100x8", "peak10k", "latency"):
 result["uring_over_epoll"] = ratios
 
 try:
-    result["host"] = json.loads(subprocess.run(["bash", "scripts/host_record.sh"],
-                                               capture_output=True, text=True).stdout)
+    result["host"] = host.host_record()
 except ValueError:
     result["host"] = None
 json.dump(result, open(f"{prefix}.json", "w"), indent=1)

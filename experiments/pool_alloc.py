@@ -20,9 +20,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.metrics  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
+import harness.rounds  # noqa: E402
+import harness.transfer  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "pool_alloc")
+OUT = os.path.join(harness.RESULTS, "pool_alloc")
 
 STEADY = [  # name, loadclient args (closed loop: 4 connections x 4 in flight)
     ("PING", ["--op", "ping"]),
@@ -43,22 +49,22 @@ POOL_LOADS = [  # name, loadclient args (open model)
 
 
 def scrape_cost(server):
-    a = bc.allocations(server.scrape())
-    b = bc.allocations(server.scrape())
+    a = harness.metrics.allocations(server.scrape())
+    b = harness.metrics.allocations(server.scrape())
     return None if a is None else b - a
 
 
 def steady(seconds):
     out = []
-    server = bc.Server(["--engine", "epoll", "--threads", "1"])
+    server = harness.procs.Server(["--engine", "epoll", "--threads", "1"])
     try:
         per_scrape = scrape_cost(server)
         for name, args in STEADY:
             cl = ["--addr", f"127.0.0.1:{server.port}", "--conns", "4", "--inflight", "4",
                   "--duration", f"{seconds + 1.5}s", "--grace", "1s"] + args
             t0 = time.monotonic()
-            lc = bc.LoadClient(cl, os.path.join(OUT, "raw", f"steady-{name.replace(' ', '_')}.json"))
-            w = bc.window(server, [lc.pid], t0, 1.0, seconds)
+            lc = harness.procs.LoadClient(cl, os.path.join(OUT, "raw", f"steady-{name.replace(' ', '_')}.json"))
+            w = harness.transfer.window(server, [lc.pid], t0, 1.0, seconds)
             res = lc.result()
             done = res["totals"]["ops_done"]
             rate = done / (seconds + 1.5)
@@ -81,14 +87,14 @@ def pool_compare(rounds, seconds):
     for k in range(rounds):
         for name, args in POOL_LOADS:
             for pool in ("true", "false"):
-                server = bc.Server(["--engine", "epoll", "--threads", "1", "--pool", pool])
+                server = harness.procs.Server(["--engine", "epoll", "--threads", "1", "--pool", pool])
                 try:
                     tag = f"pool-r{k}-{name.replace(' ', '_')}-{pool}"
                     cl = ["--addr", f"127.0.0.1:{server.port}", "--warmup", "1s",
                           "--duration", f"{seconds}s", "--server-pid", str(server.pid)] + args
                     t0 = time.monotonic()
-                    lc = bc.LoadClient(cl, os.path.join(OUT, "raw", tag + ".json"))
-                    w = bc.window(server, [lc.pid], t0, 1.0, seconds)
+                    lc = harness.procs.LoadClient(cl, os.path.join(OUT, "raw", tag + ".json"))
+                    w = harness.transfer.window(server, [lc.pid], t0, 1.0, seconds)
                     res = lc.result()
                 finally:
                     server.stop()
@@ -112,7 +118,7 @@ def pool_compare(rounds, seconds):
 
 
 def bench():
-    exe = os.path.join(bc.BUILD, "bench", "session_bench")
+    exe = os.path.join(harness.BUILD, "bench", "session_bench")
     out = subprocess.run([exe, "--benchmark_format=json", "--benchmark_min_time=0.3"],
                          capture_output=True, text=True, check=True).stdout
     j = json.loads(out)
@@ -127,13 +133,13 @@ def bench():
 
 
 def run(args):
-    bc.check_binaries()
-    host = bc.host_record()
-    result = {"experiment": "pool_alloc", "host": host, "git": bc.git_commit()}
+    harness.check_binaries()
+    host = harness.host.host_record()
+    result = {"experiment": "pool_alloc", "host": host, "git": harness.host.git_commit()}
     result["bench"] = bench()
     result["steady"] = steady(args.seconds)
     result["pool"] = pool_compare(args.rounds, args.seconds)
-    bc.write_result("pool_alloc/result.json", result)
+    harness.host.write_result("pool_alloc/result.json", result)
 
 
 def report(_args):
@@ -146,13 +152,13 @@ def report(_args):
             rows = [x for x in r["pool"] if x["load"] == name and x["pool"] == pool]
             summary["pool"].append({
                 "load": name, "pool": pool,
-                "allocations_per_request": bc.summarize([x["allocations_per_request"] for x in rows]),
-                "server_cpu_us_per_request": bc.summarize(
+                "allocations_per_request": harness.rounds.summarize([x["allocations_per_request"] for x in rows]),
+                "server_cpu_us_per_request": harness.rounds.summarize(
                     [x["server_cpu_us_per_request"] for x in rows]),
-                "p99_us": bc.summarize([x["p99_us"] for x in rows]),
+                "p99_us": harness.rounds.summarize([x["p99_us"] for x in rows]),
                 "client_behind_rounds": sum(1 for x in rows if x["client_behind"]),
                 "bad": sum(x["bad"] for x in rows)})
-    bc.write_result("pool_alloc/summary.json", summary)
+    harness.host.write_result("pool_alloc/summary.json", summary)
     for p in summary["pool"]:
         print(f"{p['load']:11} --pool {p['pool']:5}: allocs/req "
               f"{p['allocations_per_request']['median']:.3f}, server us/req "
@@ -185,11 +191,11 @@ def plot(summary):
         axes[i].set_title(label)
         axes[i].legend(fontsize=8)
     fig.suptitle(f"--pool true vs false (medians, min..max; commit {summary['git']})")
-    bc.save_plot(fig, os.path.join(OUT, "pool_alloc.png"))
+    harness.plot.save(fig, os.path.join(OUT, "pool_alloc.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=3)
     r.add_argument("--seconds", type=float, default=10)

@@ -23,9 +23,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "slow_consumer")
+OUT = os.path.join(harness.RESULTS, "slow_consumer")
 CONFIGS = [
     ("copy-hold", ["--fetch-send", "copy", "--write-timeout", "0"]),
     ("ref-hold", ["--fetch-send", "writev", "--write-timeout", "0"]),
@@ -44,7 +47,7 @@ def sockstat_tcp_mem_bytes():
 
 
 def run_config(name, flags, args):
-    server = bc.Server(["--engine", "epoll", "--threads", "1", "--idle-timeout", "0",
+    server = harness.procs.Server(["--engine", "epoll", "--threads", "1", "--idle-timeout", "0",
                         "--write-queue", "256KiB"] + flags)
     samples = []
     stop = threading.Event()
@@ -63,7 +66,7 @@ def run_config(name, flags, args):
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
     try:
-        fast = bc.LoadClient(["--addr", f"127.0.0.1:{server.port}", "--conns", "100",
+        fast = harness.procs.LoadClient(["--addr", f"127.0.0.1:{server.port}", "--conns", "100",
                               "--rate", "100", "--op", "echo", "--payload", "64",
                               "--duration", f"{TOTAL}s", "--server-pid", str(server.pid)],
                              os.path.join(OUT, "raw", f"{name}-fast.json"))
@@ -126,15 +129,15 @@ def run_config(name, flags, args):
 
 
 def run(args):
-    bc.check_binaries()
-    host = bc.host_record()
+    harness.check_binaries()
+    host = harness.host.host_record()
     results = []
     for name, flags in CONFIGS:
         if args.only and name not in args.only.split(","):
             continue
         results.append(run_config(name, flags, args))
-    bc.write_result("slow_consumer/result.json", {
-        "experiment": "slow_consumer", "host": host, "git": bc.git_commit(),
+    harness.host.write_result("slow_consumer/result.json", {
+        "experiment": "slow_consumer", "host": host, "git": harness.host.git_commit(),
         "slow_conns": args.slow, "slow_rcvbuf": args.rcvbuf, "slow_rate_bytes_per_s": 10000,
         "fast": "100 conns x 100/s ECHO 64 B", "slow_at_s": SLOW_AT, "slow_for_s": SLOW_FOR,
         "configs": results})
@@ -166,11 +169,11 @@ def report(_args):
     axes[2].set_ylabel("fast clients' p99 per second, us")
     axes[2].set_yscale("log")
     fig.suptitle(f"slow consumers vs 100 fast ECHO clients (commit {r['git']})")
-    bc.save_plot(fig, os.path.join(OUT, "slow_consumer.png"))
+    harness.plot.save(fig, os.path.join(OUT, "slow_consumer.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--slow", type=int, default=1000)
     r.add_argument("--rcvbuf", type=int, default=0, help="slow readers' SO_RCVBUF (0 default)")

@@ -22,29 +22,34 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
+import harness.rounds  # noqa: E402
+import harness.transfer  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "throughput")
+OUT = os.path.join(harness.RESULTS, "throughput")
 SIZES = [64, 256, 1024, 4096, 16384, 65535]
 CONNS = [1, 8]
 OPS = ["fetch", "stream"]
 
 
 def run(args):
-    bc.check_binaries()
+    harness.check_binaries()
     os.makedirs(OUT, exist_ok=True)
-    host = bc.host_record()
+    host = harness.host.host_record()
     for _ in range(args.rounds):
         k = len(glob.glob(os.path.join(OUT, "round-*.json")))
         points = []
-        server = bc.Server(["--engine", "epoll", "--threads", "1", "--fetch-send",
+        server = harness.procs.Server(["--engine", "epoll", "--threads", "1", "--fetch-send",
                             args.fetch_send] + args.server_arg)
         try:
             for op in OPS:
                 for conns in CONNS:
                     for chunk in args.sizes:
                         tag = f"r{k}-{op}-{conns}-{chunk}"
-                        p = bc.measure_transfer(server, op, conns, chunk, args.warm,
+                        p = harness.transfer.measure_transfer(server, op, conns, chunk, args.warm,
                                                 args.measure,
                                                 os.path.join(OUT, "raw", f"{tag}.json"))
                         print(f"round {k} {op:6} conns {conns} chunk {chunk:6}: "
@@ -58,13 +63,13 @@ def run(args):
         iperf = []
         for name, kw in (("iperf3", {}), ("iperf3 -P 8", {"streams": 8}),
                          ("iperf3 -Z", {"zerocopy": True})):
-            r = bc.iperf3(22010, seconds=args.warm + args.measure, omit=1, **kw)
+            r = harness.transfer.iperf3(22010, seconds=args.warm + args.measure, omit=1, **kw)
             r["name"] = name
             print(f"round {k} {name:12}: {r['bytes_per_s'] / 1e9:6.3f} GB/s "
                   f"sender {r['sender_cpu_s_per_gb'] or 0:.3f} s/GB", flush=True)
             iperf.append(r)
-        bc.write_result(f"throughput/round-{k}.json", {
-            "experiment": "throughput", "round": k, "host": host, "git": bc.git_commit(),
+        harness.host.write_result(f"throughput/round-{k}.json", {
+            "experiment": "throughput", "round": k, "host": host, "git": harness.host.git_commit(),
             "server_flags": ["--engine", "epoll", "--threads", "1", "--fetch-send",
                              args.fetch_send] + args.server_arg,
             "warm_s": args.warm, "measure_s": args.measure, "drain": drain,
@@ -83,9 +88,9 @@ def report(_args):
                "host": rounds[-1]["host"], "server_flags": rounds[-1]["server_flags"],
                "iperf3": {}, "points": []}
     for name in ("iperf3", "iperf3 -P 8", "iperf3 -Z"):
-        summary["iperf3"][name] = bc.summarize(
+        summary["iperf3"][name] = harness.rounds.summarize(
             [i["bytes_per_s"] for r in rounds for i in r["iperf3"] if i["name"] == name])
-        summary["iperf3"][name + " sender s/GB"] = bc.summarize(
+        summary["iperf3"][name + " sender s/GB"] = harness.rounds.summarize(
             [i["sender_cpu_s_per_gb"] for r in rounds for i in r["iperf3"] if i["name"] == name])
     for op, conns, chunk in keys:
         rates, ratios, scpu, ccpu, fps, bad = [], [], [], [], [], 0
@@ -101,13 +106,13 @@ def report(_args):
                     bad += p["mismatches"] + p["errors"]
         summary["points"].append({
             "op": op, "conns": conns, "chunk": chunk,
-            "gb_per_s": bc.summarize([x / 1e9 for x in rates]),
-            "ratio_to_iperf3_same_round": bc.summarize(ratios),
-            "frames_per_s": bc.summarize(fps),
-            "server_cpu_s_per_gb": bc.summarize(scpu),
-            "client_cpu_s_per_gb": bc.summarize(ccpu),
+            "gb_per_s": harness.rounds.summarize([x / 1e9 for x in rates]),
+            "ratio_to_iperf3_same_round": harness.rounds.summarize(ratios),
+            "frames_per_s": harness.rounds.summarize(fps),
+            "server_cpu_s_per_gb": harness.rounds.summarize(scpu),
+            "client_cpu_s_per_gb": harness.rounds.summarize(ccpu),
             "mismatches_plus_errors": bad})
-    bc.write_result("throughput/summary.json", summary)
+    harness.host.write_result("throughput/summary.json", summary)
     for p in summary["points"]:
         print(f"{p['op']:6} conns {p['conns']} chunk {p['chunk']:6}: "
               f"{p['gb_per_s']['median']:.3f} GB/s [{p['gb_per_s']['min']:.3f}.."
@@ -158,11 +163,11 @@ def plot(summary):
     axes[1].legend(fontsize=8)
     fig.suptitle(f"c10m-server epoll, 1 loop, loopback; {summary['rounds']} interleaved rounds "
                  f"(commit {','.join(summary['git'])})")
-    bc.save_plot(fig, os.path.join(OUT, "throughput.png"))
+    harness.plot.save(fig, os.path.join(OUT, "throughput.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=SIZES)

@@ -23,9 +23,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bigdata_common as bc  # noqa: E402
+import harness  # noqa: E402
+import harness.host  # noqa: E402
+import harness.plot  # noqa: E402
+import harness.procs  # noqa: E402
+import harness.rounds  # noqa: E402
+import harness.transfer  # noqa: E402
 
-OUT = os.path.join(bc.RESULTS, "zerocopy")
+OUT = os.path.join(harness.RESULTS, "zerocopy")
 SEND_MODES = ["copy", "writev", "sendfile", "zerocopy"]
 INGEST_MODES = ["read", "trunc"]
 SIZES = [4096, 8192, 16384, 65535]
@@ -36,15 +41,15 @@ COPY_SYMBOLS = ("_copy_from_iter", "_copy_to_iter", "copy_user", "memcpy", "memm
 
 def server_for(flags):
     # --fetch-ref-min 0: every mode sends every frame size its own way (no copy fallback).
-    return bc.Server(["--engine", "epoll", "--threads", "1", "--fetch-file", bc.PATTERN_FILE,
+    return harness.procs.Server(["--engine", "epoll", "--threads", "1", "--fetch-file", harness.transfer.PATTERN_FILE,
                       "--fetch-ref-min", "0"] + flags)
 
 
 def run(args):
-    bc.check_binaries()
-    bc.ensure_pattern_file()
+    harness.check_binaries()
+    harness.transfer.ensure_pattern_file()
     os.makedirs(OUT, exist_ok=True)
-    host = bc.host_record()
+    host = harness.host.host_record()
     for _ in range(args.rounds):
         k = len(glob.glob(os.path.join(OUT, "round-*.json")))
         points = []
@@ -56,7 +61,7 @@ def run(args):
                     for conns in CONNS:
                         for chunk in args.sizes:
                             raw = os.path.join(OUT, "raw", f"r{k}-{op}-{mode}-{conns}-{chunk}.json")
-                            p = bc.measure_transfer(server, op, conns, chunk, args.warm,
+                            p = harness.transfer.measure_transfer(server, op, conns, chunk, args.warm,
                                                     args.measure, raw)
                             p["mode"] = mode
                             w = p["window"]
@@ -75,12 +80,12 @@ def run(args):
                     server.stop()
         iperf = []
         for name, kw in (("iperf3", {}), ("iperf3 -Z", {"zerocopy": True})):
-            r = bc.iperf3(22011, seconds=args.warm + args.measure, omit=1, **kw)
+            r = harness.transfer.iperf3(22011, seconds=args.warm + args.measure, omit=1, **kw)
             r["name"] = name
             print(f"round {k} {name}: {r['bytes_per_s'] / 1e9:.3f} GB/s", flush=True)
             iperf.append(r)
-        bc.write_result(f"zerocopy/round-{k}.json", {
-            "experiment": "zerocopy", "round": k, "host": host, "git": bc.git_commit(),
+        harness.host.write_result(f"zerocopy/round-{k}.json", {
+            "experiment": "zerocopy", "round": k, "host": host, "git": harness.host.git_commit(),
             "warm_s": args.warm, "measure_s": args.measure, "points": points, "iperf3": iperf})
 
 
@@ -107,9 +112,9 @@ def copy_share(perf_data):
 def profile(args):
     """perf record the server during a 64 KiB-frame FETCH (1 conn) per send mode, and a
     64 KiB STREAM per ingest mode."""
-    bc.check_binaries()
-    bc.ensure_pattern_file()
-    host = bc.host_record()
+    harness.check_binaries()
+    harness.transfer.ensure_pattern_file()
+    host = harness.host.host_record()
     results = []
     for family, mode, op in ([("fetch-send", m, "fetch") for m in SEND_MODES]
                              + [("ingest", m, "stream") for m in INGEST_MODES]):
@@ -121,7 +126,7 @@ def profile(args):
                                      str(args.seconds)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.2)
-            bc.measure_transfer(server, op, 1, 65535, 0.5, args.seconds - 1,
+            harness.transfer.measure_transfer(server, op, 1, 65535, 0.5, args.seconds - 1,
                                 os.path.join(OUT, "raw", f"perf-{op}-{mode}.json"))
             perf.wait(timeout=60)
         finally:
@@ -130,8 +135,8 @@ def profile(args):
         print(f"{op} {mode}: {share:.1f}% of server samples in copy routines; top: {top[:4]}",
               flush=True)
         results.append({"op": op, "mode": mode, "copy_share_pct": share, "top": top})
-    bc.write_result("zerocopy/profile.json", {"experiment": "zerocopy-profile", "host": host,
-                                              "git": bc.git_commit(), "profiles": results})
+    harness.host.write_result("zerocopy/profile.json", {"experiment": "zerocopy-profile", "host": host,
+                                              "git": harness.host.git_commit(), "profiles": results})
 
 
 def report(_args):
@@ -146,7 +151,7 @@ def report(_args):
     summary = {"rounds": len(rounds), "git": sorted({r["git"] for r in rounds}),
                "host": rounds[-1]["host"], "points": [], "iperf3": {}}
     for name in ("iperf3", "iperf3 -Z"):
-        summary["iperf3"][name] = bc.summarize(
+        summary["iperf3"][name] = harness.rounds.summarize(
             [i["bytes_per_s"] / 1e9 for r in rounds for i in r["iperf3"] if i["name"] == name])
     for op, mode, conns, chunk in keys:
         base_mode = "copy" if op == "fetch" else "read"
@@ -168,15 +173,15 @@ def report(_args):
             bad += p["mismatches"] + p["errors"]
         summary["points"].append({
             "op": op, "mode": mode, "conns": conns, "chunk": chunk,
-            "gb_per_s": bc.summarize(rate), "server_cpu_s_per_gb": bc.summarize(cpu),
-            "rate_vs_" + base_mode: bc.summarize(speedup),
-            "server_cpu_vs_" + base_mode: bc.summarize(cpu_ratio),
-            "zerocopy_copied_share": bc.summarize(zc), "mismatches_plus_errors": bad})
+            "gb_per_s": harness.rounds.summarize(rate), "server_cpu_s_per_gb": harness.rounds.summarize(cpu),
+            "rate_vs_" + base_mode: harness.rounds.summarize(speedup),
+            "server_cpu_vs_" + base_mode: harness.rounds.summarize(cpu_ratio),
+            "zerocopy_copied_share": harness.rounds.summarize(zc), "mismatches_plus_errors": bad})
     prof = os.path.join(OUT, "profile.json")
     if os.path.exists(prof):
         with open(prof) as f:
             summary["profile"] = json.load(f)["profiles"]
-    bc.write_result("zerocopy/summary.json", summary)
+    harness.host.write_result("zerocopy/summary.json", summary)
     for p in summary["points"]:
         vs = p.get("rate_vs_copy") or p.get("rate_vs_read")
         cv = p.get("server_cpu_vs_copy") or p.get("server_cpu_vs_read")
@@ -221,11 +226,11 @@ def plot(summary):
         axes[0][0].axhline(ip["median"], color="k", ls=":", label="iperf3")
     fig.suptitle(f"zero copy vs copy, loopback, {summary['rounds']} interleaved rounds "
                  f"(commit {','.join(summary['git'])})")
-    bc.save_plot(fig, os.path.join(OUT, "zerocopy.png"))
+    harness.plot.save(fig, os.path.join(OUT, "zerocopy.png"))
 
 
 def main():
-    ap, sub = bc.subcommands(__doc__)
+    ap, sub = harness.host.subcommands(__doc__)
     r = sub.add_parser("run")
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=SIZES)

@@ -40,9 +40,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import ROOT, metrics, proc, sysctl  # noqa: E402
+
 BUILD = os.environ.get("HOSTILE_BUILD", os.path.join(ROOT, "build/release"))
 SERVER = os.path.join(BUILD, "apps/c10m-server")
 LOADCLIENT = os.path.join(BUILD, "apps/c10m-loadclient")
@@ -116,87 +117,23 @@ def fleet_kinds(attack, conns, seconds, rate):
 
 
 def scrape():
-    try:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{METRICS}/metrics", timeout=2).read()
-    except Exception:  # noqa: BLE001 - a missed sample is recorded as missing
-        return None
-    out = {}
-    for line in body.decode().splitlines():
-        if not line or line[0] == "#":
-            continue
-        name, _, value = line.rpartition(" ")
-        out[name] = float(value)
-    return out
+    return metrics.scrape(METRICS, timeout=2) or None
 
 
 def tcp_mem_bytes():
-    with open("/proc/net/sockstat") as f:
-        for line in f:
-            if line.startswith("TCP:"):
-                parts = line.split()
-                return int(parts[parts.index("mem") + 1]) * 4096
-    return 0
-
-
-def tree(pid):
-    """`pid` and its children (the supervisor and its workers)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [pid] + [int(k) for k in f.read().split()]
-    except OSError:
-        return [pid]
+    return proc.sockstat().get("mem_pages", 0) * proc.PAGE
 
 
 def cpu_and_wait_s(pid):
     """CPU seconds used and seconds spent waiting in the run queue (schedstat), summed over
     every thread of the server's processes."""
-    cpu = wait = 0
-    for p in tree(pid):
-        for task in os.listdir(f"/proc/{p}/task") if os.path.isdir(f"/proc/{p}/task") else []:
-            try:
-                with open(f"/proc/{p}/task/{task}/schedstat") as f:
-                    run_ns, wait_ns, _ = f.read().split()
-                cpu += int(run_ns)
-                wait += int(wait_ns)
-            except (OSError, ValueError):
-                pass
-    return cpu / 1e9, wait / 1e9
+    g = proc.group(proc.tree(pid), max_threads=1 << 30)
+    return g.get("run_s", 0.0), g.get("rq_wait_s", 0.0)
 
 
 def rss_bytes(pid):
-    """VmRSS of the server (supervisor and workers)."""
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
-def raise_sysctls(wanted):
-    """Raises each sysctl to at least its value; returns what to restore. Prints changes."""
-    restore = {}
-    for key, value in wanted.items():
-        path = "/proc/sys/" + key.replace(".", "/")
-        with open(path) as f:
-            old = int(f.read().split()[0])
-        if old < value:
-            with open(path, "w") as f:
-                f.write(str(value))
-            restore[key] = old
-            print(f"sysctl {key}: {old} -> {value} (restored at exit)", file=sys.stderr)
-    return restore
-
-
-def restore_sysctls(restore):
-    for key, old in restore.items():
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(str(old))
-        print(f"sysctl {key}: restored {old}", file=sys.stderr)
+    """RSS of the server (supervisor and workers)."""
+    return proc.group(proc.tree(pid))["rss"]
 
 
 ACTIONS = ["pause_read", "shrink_queue", "stop_accept", "close_error", "close_reset", "accept_rate"]
@@ -273,7 +210,8 @@ def main():
                   "--memory-limit", a.memory_limit] + a.server_flags.split()
     if a.attack == "flood" and "--max-conns" not in a.server_flags:
         server_cmd += ["--max-conns", str(a.conns * 2 // 3)]
-    restore = raise_sysctls({"net.core.somaxconn": 65535, "net.ipv4.tcp_max_syn_backlog": 65535})
+    for key in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"):
+        sysctl.raise_to(key, 65535, "the fleet's connects")
     err = open(f"{tmp}/server.err", "w+")
     server = subprocess.Popen(server_cmd, stderr=err, stdout=subprocess.DEVNULL)
     try:
@@ -326,7 +264,7 @@ def main():
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        restore_sysctls(restore)
+        sysctl.restore_all()
     err.seek(0)
     server_log = err.read()
 
