@@ -24,7 +24,7 @@
 #            thread engine: of CPU 0, which it has to itself when pinned)
 #   report   the table (median and min-max of the rounds), results/peers.json, results/peers.png
 #
-#   bash experiments/peers.sh                      # everything (~11 minutes after the build)
+#   bash experiments/peers.sh                      # everything (~13 minutes after the build)
 #   bash experiments/peers.sh peak                 # one phase
 #   ROUNDS=3 SECS=4 SERVERS="c10m-epoll asio" bash experiments/peers.sh peak latency report
 # Env: ROUNDS (3), SECS measured seconds per run (4), SERVER_THREADS (1), CLIENT_THREADS (1),

@@ -366,8 +366,7 @@ TEST_P(ServerTest, TrickledFrameWaitsInTheKernelUntilItCanComplete) {
   ServerProcess per_segment;
   std::vector<std::string> per_segment_args = engine_args(GetParam());
   per_segment_args.insert(per_segment_args.end(), {"--rcvlowat", "0"});
-  ASSERT_TRUE(per_segment.start(per_segment_args))
-      << per_segment.stderr_text();
+  ASSERT_TRUE(per_segment.start(per_segment_args)) << per_segment.stderr_text();
   trickle(per_segment, 0);  // each segment is read as it comes
   expect_clean_exit(per_segment);
 }
@@ -440,9 +439,9 @@ TEST_P(ServerTest, AcceptAtTheFdLimitDoesNotSpin) {
   // server's accept() fails with EMFILE.
   std::vector<TestClient> flood(100);
   for (auto& c : flood) ASSERT_EQ(c.connect(server_.port()), 0);
-  ASSERT_TRUE(server_.wait_stderr(
-      effective_engine(GetParam()) == "uring" ? "direct-descriptor table of a loop is full"
-                                              : "EMFILE"));
+  ASSERT_TRUE(server_.wait_stderr(effective_engine(GetParam()) == "uring"
+                                      ? "direct-descriptor table of a loop is full"
+                                      : "EMFILE"));
   const double cpu0 = server_.cpu_seconds();
   std::this_thread::sleep_for(milliseconds(1000));
   const double cpu1 = server_.cpu_seconds();

@@ -369,9 +369,8 @@ bool EpollLoop::flush(EpollConn* c, Nanos now, size_t quota) {
       if (zerocopy && v.immutable && v.bytes >= kZerocopyMin) flags |= MSG_ZEROCOPY;
       // One contiguous run (the usual reply batch): send() of it, like the peers' write(),
       // not sendmsg(), which copies a msghdr and imports an iovec array per call.
-      n = v.iovcnt == 1 && flags == 0
-              ? sys::write_nocancel(c->fd, iov[0].iov_base, iov[0].iov_len)
-              : sys::sendmsg_some(c->fd, iov, v.iovcnt, flags);
+      n = v.iovcnt == 1 && flags == 0 ? sys::write_nocancel(c->fd, iov[0].iov_base, iov[0].iov_len)
+                                      : sys::sendmsg_some(c->fd, iov, v.iovcnt, flags);
       if (n == -ENOBUFS && (flags & MSG_ZEROCOPY)) {
         // The socket's option memory is full of unread completions: read them, and send
         // this batch with a copy.
