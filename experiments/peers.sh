@@ -29,7 +29,8 @@
 #   ROUNDS=3 SECS=4 SERVERS="c10m-epoll asio" bash experiments/peers.sh peak latency report
 # Env: ROUNDS (3), SECS measured seconds per run (4), SERVER_THREADS (1), CLIENT_THREADS (1),
 #      PIN (1: taskset server to CPU 0, client to CPU 1; 0: no pinning), HOLD idle seconds (3),
-#      IDLE_CONNS (19000), SERVERS (all), RATE (latency phase total rate; default: derived),
+#      IDLE_CONNS (19000), SERVERS (every server but c10m-before), RATE (latency phase
+#      total rate; default: derived),
 #      CLIENT (load client binary; default build/release/apps/c10m-loadclient),
 #      LAT_BASIS (peak10k: which peak the latency rate is half of; or peak100x8),
 #      PEAKS ("100x8 10k"), BEFORE (c10m-before's binary), RATIOS (per-round ratios the

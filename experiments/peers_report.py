@@ -5,7 +5,9 @@ usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN S
 Reads RESULTS_DIR/{peak100x8,peak10k,latency,idle,profile}/, writes
 PREFIX.json (every round's numbers, medians, min-max, the host record), PREFIX.md (the
 tables) and PREFIX.png, PREFIX being results/peers unless given; prints the tables.
-Each cell is the median of the rounds with the min-max range.
+Each cell is the median of the rounds with the min-max range. Env RATIOS ("a/b ..."): the
+per-round ratios to print (default: uring/epoll, epoll/libuv, before/libuv, epoll/before,
+those whose servers ran).
 """
 import glob
 import json
