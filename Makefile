@@ -10,7 +10,7 @@ ladder: build    ## climb this box (probe, plan, C10K/C100K/C1M, walls named): r
 	experiments/ladder/c10m-ladder run --budget $${BUDGET:-30m} $${RUNGS:+--rungs $$RUNGS} $${FULL:+--full}
 idle:            ## hold 19,000 idle connections on each engine, print RSS and bytes/conn
 	bash experiments/idle_conns.sh
-peers:           ## c10m (epoll, thread) vs Asio, libuv, Go, Tokio, echo_peer: table, JSON, chart (~11 min)
+peers:           ## c10m (default config, epoll, uring, thread) vs Asio, libuv, Go, Tokio, echo_peer: table, JSON, chart (~13 min)
 	bash experiments/peers.sh
 c100k:           ## 100,000 connections (server --workers, client --procs/--srcips): memory, connect rate, p99, CPU per frame
 	RUNG=c100k CONNS=100000 ENGINES="$${ENGINES:-epoll thread}" RATES="$${RATES:-0 20000}" DURATION=$${DURATION:-20} bash experiments/conn_rung.sh

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
 
   c10m::core::ServerConfig cfg;
-  std::string engine_name = "epoll";
+  std::string engine_name = "auto";
   std::string idle = "300s", frame = "10s", write_to = "10s", drain = "30s";
   std::string write_queue = "256KiB", rcvbuf = "0", sndbuf = "0", notsent_lowat = "0",
               rcvlowat = "16KiB",
@@ -74,9 +74,10 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   app.add_option("--addr", cfg.addr, "listen address host:port (port 0: any free port)");
   app.add_option("--engine", engine_name,
-                 "I/O engine: epoll (event loops), uring (io_uring loops, Linux 6.7+) or "
-                 "thread (one thread per connection)")
-      ->check(CLI::IsMember({"epoll", "uring", "thread"}));
+                 "I/O engine: auto (uring where the kernel allows it, else epoll; the start-up "
+                 "line says which and why), epoll (event loops), uring (io_uring loops, Linux "
+                 "6.7+) or thread (one thread per connection)")
+      ->check(CLI::IsMember({"auto", "epoll", "uring", "thread"}));
   app.add_option("--threads", cfg.threads, "epoll/uring event loops; 0 = one per core")
       ->check(CLI::Range(0, 1024));
   app.add_flag("--reuseport", cfg.reuseport,
@@ -189,9 +190,14 @@ int main(int argc, char** argv) {
     cfg.zerocopy_min = size_flag("--zerocopy-min", zerocopy_min, 0, 1 << 30);
     if (!c10m::sys::parse_ipv4_endpoint(cfg.addr))
       throw BadFlag{fmt::format("--addr: '{}' is not host:port with an IPv4 host", cfg.addr)};
-    c10m::engine::parse_engine_kind(engine_name, &kind);
     c10m::core::parse_fetch_send(fetch_send, &cfg.fetch_send);
     cfg.ingest_trunc = ingest == "trunc";
+    if (engine_name == "auto") {
+      kind = c10m::engine::choose_engine(cfg, &options.engine_why);
+      options.engine_why = "auto: " + options.engine_why;
+    } else {
+      c10m::engine::parse_engine_kind(engine_name, &kind);
+    }
     cfg.fetch_ref_min = size_flag("--fetch-ref-min", fetch_ref_min, 0, 65536);
     if (kind == c10m::engine::EngineKind::kUring &&
         (cfg.fetch_send == c10m::core::FetchSend::kSendfile ||

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Experiment: c10m against the servers a user would pick instead, side by side, same client.
-# Servers: c10m-server --engine epoll, --engine thread and --engine uring (io_uring; its
-# connections are direct descriptors, so its idle phase counts established sockets instead
-# of fds), and every peer of bench/peers
+# Servers: c10m-server with its default engine (c10m-default: no --engine flag, so `auto`:
+# uring where the kernel allows it, else epoll), --engine epoll, --engine thread and --engine
+# uring (io_uring; its connections are direct descriptors, so its idle phase counts
+# established sockets instead of fds), optionally an older c10m-server binary (c10m-before:
+# BEFORE=<binary>, run with --engine epoll), and every peer of bench/peers
 # (echo_peer, Asio, libuv, Go, Tokio: raw byte echoes, valid for ECHO loads). Each gets the
 # same thread count (SERVER_THREADS, default 1) and is pinned to CPU 0; the load client
 # (CLIENT_THREADS loops, default 1) is pinned to CPU 1, so on this 2-core box neither side
@@ -12,6 +14,7 @@
 #   build    set up, build the server, the client and every peer whose toolchain exists
 #   peak     ROUNDS interleaved rounds: closed loop 100 conns x 8 in flight x 64 B ECHO,
 #            then 10,000 conns x 1 in flight (4 source IPs); frames/s, CPU/frame both sides
+#            (PEAKS="100x8" or "10k": only one of the two)
 #   latency  ROUNDS rounds, open model, 100 conns, 64 B ECHO at half the slowest server's
 #            median 10,000 x 1 peak from the peak phase (LAT_BASIS): p50/p99/p99.9
 #   idle     ROUNDS rounds: 19,000 idle connections (--active-frac 0, 4 source IPs);
@@ -21,14 +24,17 @@
 #            thread engine: of CPU 0, which it has to itself when pinned)
 #   report   the table (median and min-max of the rounds), results/peers.json, results/peers.png
 #
-#   bash experiments/peers.sh                      # everything (~11 minutes after the build)
+#   bash experiments/peers.sh                      # everything (~13 minutes after the build)
 #   bash experiments/peers.sh peak                 # one phase
 #   ROUNDS=3 SECS=4 SERVERS="c10m-epoll asio" bash experiments/peers.sh peak latency report
 # Env: ROUNDS (3), SECS measured seconds per run (4), SERVER_THREADS (1), CLIENT_THREADS (1),
 #      PIN (1: taskset server to CPU 0, client to CPU 1; 0: no pinning), HOLD idle seconds (3),
-#      IDLE_CONNS (19000), SERVERS (all), RATE (latency phase total rate; default: derived),
+#      IDLE_CONNS (19000), SERVERS (every server but c10m-before), RATE (latency phase
+#      total rate; default: derived),
 #      CLIENT (load client binary; default build/release/apps/c10m-loadclient),
-#      LAT_BASIS (peak10k: which peak the latency rate is half of; or peak100x8).
+#      LAT_BASIS (peak10k: which peak the latency rate is half of; or peak100x8),
+#      PEAKS ("100x8 10k"), BEFORE (c10m-before's binary), RATIOS (per-round ratios the
+#      report prints, "a/b ..."; default: every pair of interest whose servers ran).
 # Raw results: results/peers/<phase>/<server>-r<round>.json (client JSON with --server-pid),
 # merged: results/peers.json (with the host record and git commit), results/peers.md, .png.
 # Ports 18000-18099 (this experiment's range); PORT_BASE (18001) and OUT (results/peers: raw
@@ -42,8 +48,11 @@ CLIENT_THREADS=${CLIENT_THREADS:-1}
 PIN=${PIN:-1}
 HOLD=${HOLD:-3}
 IDLE_CONNS=${IDLE_CONNS:-19000}
-ALL_SERVERS="c10m-epoll c10m-thread echo_peer asio libuv go tokio c10m-uring"
-SERVERS=${SERVERS:-$ALL_SERVERS}
+# Port order (appended to, never reordered); SERVERS' default is the table's order.
+ALL_SERVERS="c10m-epoll c10m-thread echo_peer asio libuv go tokio c10m-uring c10m-default c10m-before"
+SERVERS=${SERVERS:-"c10m-default c10m-epoll c10m-uring c10m-thread echo_peer asio libuv go tokio"}
+PEAKS=${PEAKS:-"100x8 10k"}
+BEFORE=${BEFORE:-}
 SRCIPS=127.0.0.2-127.0.0.5
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || read -r -a phases <<<"${PHASES:-build peak latency idle profile report}"
@@ -77,6 +86,9 @@ port_of() {  # a fixed port per server in this experiment's range
 server_argv() {  # the command line of server $1 on port $2
   local a="127.0.0.1:$2" t=$SERVER_THREADS
   case "$1" in
+    # The default configuration: the same flags as the other c10m rows, but no --engine.
+    c10m-default) echo "$rel/apps/c10m-server --threads $t --addr $a --metrics-addr off --idle-timeout 0" ;;
+    c10m-before) echo "${BEFORE:-/nonexistent/c10m-server} --engine epoll --threads $t --addr $a --metrics-addr off --idle-timeout 0" ;;
     c10m-epoll) echo "$rel/apps/c10m-server --engine epoll --threads $t --addr $a --metrics-addr off --idle-timeout 0" ;;
     c10m-uring) echo "$rel/apps/c10m-server --engine uring --threads $t --addr $a --metrics-addr off --idle-timeout 0" ;;
     # --threads is the epoll engine's; the thread engine runs one thread per connection.
@@ -173,19 +185,26 @@ phase_build() {
 }
 
 phase_peak() {
-  mkdir -p "$out/peak100x8" "$out/peak10k"
-  rm -f "$out"/peak100x8/*.json "$out"/peak10k/*.json
+  local w
+  for w in $PEAKS; do
+    mkdir -p "$out/peak$w"
+    rm -f "$out/peak$w"/*.json
+  done
   SERVERS=$(present_servers | tr '\n' ' ')
   for r in $(seq 1 "$ROUNDS"); do
     echo "== peak, round $r/$ROUNDS"
     for s in $(rotated "$r"); do
       start_server "$s"
-      run_load "$s" "$out/peak100x8/$s-r$r.json" --conns 100 --inflight 8 --op echo --payload 64 \
-        --warmup 1s --duration "${SECS}s"
-      summary_line "$s 100x8" "$out/peak100x8/$s-r$r.json"
-      run_load "$s" "$out/peak10k/$s-r$r.json" --conns 10000 --inflight 1 --op echo --payload 64 \
-        --srcips "$SRCIPS" --connect-timeout 30s --warmup 3s --duration "${SECS}s"
-      summary_line "$s 10kx1" "$out/peak10k/$s-r$r.json"
+      if [[ " $PEAKS " == *" 100x8 "* ]]; then
+        run_load "$s" "$out/peak100x8/$s-r$r.json" --conns 100 --inflight 8 --op echo --payload 64 \
+          --warmup 1s --duration "${SECS}s"
+        summary_line "$s 100x8" "$out/peak100x8/$s-r$r.json"
+      fi
+      if [[ " $PEAKS " == *" 10k "* ]]; then
+        run_load "$s" "$out/peak10k/$s-r$r.json" --conns 10000 --inflight 1 --op echo --payload 64 \
+          --srcips "$SRCIPS" --connect-timeout 30s --warmup 3s --duration "${SECS}s"
+        summary_line "$s 10kx1" "$out/peak10k/$s-r$r.json"
+      fi
       stop_server
     done
   done
@@ -235,10 +254,11 @@ phase_idle() {
   SERVERS=$(present_servers | tr '\n' ' ')
   rss_of() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
   fds_of() { ls "/proc/$1/fd" | wc -l; }
-  # Connections held: the process's fds, except for c10m-uring, whose connections are
-  # direct descriptors in its rings (no fd): there, the established sockets on its port.
+  # Connections held: the process's fds, except for c10m-uring (and c10m-default, which may
+  # be uring), whose connections are direct descriptors in its rings (no fd): there, the
+  # established sockets on its port.
   held_of() {
-    if [ "$1" = c10m-uring ]; then
+    if [ "$1" = c10m-uring ] || [ "$1" = c10m-default ]; then
       ss -Htn state established "( sport = :$(port_of "$1") )" | wc -l
     else
       fds_of "$2"
@@ -292,7 +312,7 @@ phase_profile() {
   local server_events=raw_syscalls:sys_enter,context-switches,cpu-migrations
   local sc
   for sc in epoll_wait epoll_pwait epoll_ctl read recvfrom recvmsg write writev sendto sendmsg futex \
-    io_uring_enter; do
+    io_uring_enter setsockopt; do
     server_events+=",syscalls:sys_enter_$sc"
   done
   for s in $SERVERS; do
@@ -340,8 +360,8 @@ phase_profile() {
 }
 
 phase_report() {
-  /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" "$CLIENT_THREADS" "$PIN" \
-    "$SECS" "$out"
+  RATIOS=${RATIOS:-} /usr/bin/python3 experiments/peers_report.py "$out" "$SERVERS" "$SERVER_THREADS" \
+    "$CLIENT_THREADS" "$PIN" "$SECS" "$out"
 }
 
 for p in "${phases[@]}"; do

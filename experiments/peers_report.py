@@ -5,7 +5,9 @@ usage: peers_report.py RESULTS_DIR "SERVERS" SERVER_THREADS CLIENT_THREADS PIN S
 Reads RESULTS_DIR/{peak100x8,peak10k,latency,idle,profile}/, writes
 PREFIX.json (every round's numbers, medians, min-max, the host record), PREFIX.md (the
 tables) and PREFIX.png, PREFIX being results/peers unless given; prints the tables.
-Each cell is the median of the rounds with the min-max range.
+Each cell is the median of the rounds with the min-max range. Env RATIOS ("a/b ..."): the
+per-round ratios to print (default: uring/epoll, epoll/libuv, before/libuv, epoll/before,
+those whose servers ran).
 """
 import glob
 import json
@@ -170,36 +172,48 @@ for phase, key, best, label in rows:
         winners[label] = {"server": s, "median": v}
 result["winners"] = winners
 
-# The issues' target: a c10m engine >= 1.25x the best peer's frames/s, <= 0.8x its CPU/frame.
-def target_of(engine):
-    ep_rate, ep_cpu = med(engine, "peak100x8", "frames_per_s"), med(engine, "peak100x8", "server_us_per_frame")
-    peer_rates = [(med(s, "peak100x8", "frames_per_s"), s) for s in PEERS if med(s, "peak100x8", "frames_per_s")]
-    if not ep_rate or not peer_rates:
+# The goal (issue 27): with its defaults, c10m >= 1.1x the best peer's frames/s and <= 0.9x
+# the cheapest peer's server CPU per frame on both closed-loop rows (medians of the rounds);
+# and --engine epoll at or below libuv's CPU per frame.
+RATE_GOAL, CPU_GOAL = 1.1, 0.9
+
+
+def target_of(engine, phase):
+    rate, cpu = med(engine, phase, "frames_per_s"), med(engine, phase, "server_us_per_frame")
+    peers = [s for s in PEERS if med(s, phase, "frames_per_s") and med(s, phase, "server_us_per_frame")]
+    if not rate or not cpu or not peers:
         return None
-    best_rate, best_peer = max(peer_rates)
-    best_cpu = min(med(s, "peak100x8", "server_us_per_frame") for _, s in peer_rates)
-    cheapest = min(peer_rates, key=lambda t: med(t[1], "peak100x8", "server_us_per_frame"))[1]
-    return {"best_peer_by_rate": best_peer, "rate_ratio": ep_rate / best_rate,
-            "cheapest_peer_by_cpu": cheapest, "cpu_ratio": ep_cpu / best_cpu,
-            "rate_goal": 1.25, "cpu_goal": 0.8,
-            "met": ep_rate / best_rate >= 1.25 and ep_cpu / best_cpu <= 0.8}
+    best = max(peers, key=lambda p: med(p, phase, "frames_per_s"))
+    cheapest = min(peers, key=lambda p: med(p, phase, "server_us_per_frame"))
+    r, c = rate / med(best, phase, "frames_per_s"), cpu / med(cheapest, phase, "server_us_per_frame")
+    return {"best_peer_by_rate": best, "rate_ratio": r, "cheapest_peer_by_cpu": cheapest,
+            "cpu_ratio": c, "rate_goal": RATE_GOAL, "cpu_goal": CPU_GOAL,
+            "met": r >= RATE_GOAL and c <= CPU_GOAL}
 
 
-targets = {e: target_of(e) for e in ("c10m-epoll", "c10m-uring")}
-target = targets["c10m-epoll"]
-result["c10m_epoll_target"] = target
-result["c10m_uring_target"] = targets["c10m-uring"]
+targets = {e: {ph: t for ph in ("peak100x8", "peak10k") for t in [target_of(e, ph)] if t}
+           for e in ("c10m-default", "c10m-epoll", "c10m-uring", "c10m-before")}
+result["targets"] = {e: t for e, t in targets.items() if t}
+epoll_vs_libuv = {ph: med("c10m-epoll", ph, "server_us_per_frame") / med("libuv", ph, "server_us_per_frame")
+                  for ph in ("peak100x8", "peak10k")
+                  if med("c10m-epoll", ph, "server_us_per_frame") and med("libuv", ph, "server_us_per_frame")}
+result["epoll_cpu_over_libuv"] = epoll_vs_libuv
 
-# uring / epoll within each round (the same round: the same box state), per phase.
+# Per-round ratios a/b (the same round: the same box state), per phase: the comparison to
+# read when rounds differ more from each other than servers do within one.
+ratio_keys = ("frames_per_s", "server_us_per_frame", "client_us_per_frame", "p99_us")
+pairs = (os.environ.get("RATIOS") or
+         "c10m-uring/c10m-epoll c10m-epoll/libuv c10m-before/libuv c10m-epoll/c10m-before").split()
 ratios = {}
-for phase in ("peak100x8", "peak10k", "latency"):
-    ep = result["servers"].get("c10m-epoll", {}).get(phase, {}).get("rounds", [])
-    ur = result["servers"].get("c10m-uring", {}).get(phase, {}).get("rounds", [])
-    if ep and ur and len(ep) == len(ur):
-        ratios[phase] = {k: stats([u[k] / e[k] for u, e in zip(ur, ep) if e[k]])
-                         for k in ("frames_per_s", "server_us_per_frame", "client_us_per_frame",
-                                   "p99_us")}
-result["uring_over_epoll"] = ratios
+for pair in pairs:
+    a, b = pair.split("/")
+    for phase in ("peak100x8", "peak10k", "latency"):
+        ra = result["servers"].get(a, {}).get(phase, {}).get("rounds", [])
+        rb = result["servers"].get(b, {}).get(phase, {}).get("rounds", [])
+        if ra and rb and len(ra) == len(rb):
+            ratios.setdefault(pair, {})[phase] = {
+                k: stats([x[k] / y[k] for x, y in zip(ra, rb) if y[k]]) for k in ratio_keys}
+result["per_round_ratios"] = ratios
 
 try:
     result["host"] = host.host_record()
@@ -219,6 +233,8 @@ lines.append(f"peers: {n_rounds} rounds, "
 lines.append("")
 for phase, title in (("peak100x8", "closed loop, 100 conns x 8 in flight x 64 B ECHO"),
                      ("peak10k", "closed loop, 10,000 conns x 1 in flight x 64 B ECHO")):
+    if not any(phase in e for e in result["servers"].values()):
+        continue  # not run (PEAKS)
     lines.append(f"### {title}")
     lines.append("")
     lines.append("| server | frames/s | server CPU us/frame | client CPU us/frame | server cores | client cores | notes |")
@@ -228,16 +244,17 @@ for phase, title in (("peak100x8", "closed loop, 100 conns x 8 in flight x 64 B 
                      f"{cell(s, phase, 'client_us_per_frame', '{:.2f}')} | {cell(s, phase, 'server_cores', '{:.2f}')} | "
                      f"{cell(s, phase, 'client_cores', '{:.2f}')} | {flags(s, phase)} |")
     lines.append("")
-lines.append(f"### open model, 100 conns, 64 B ECHO at {result['latency_rate_per_s'] or '?'}/s ({basis_text})")
-lines.append("")
-lines.append("| server | achieved/s | p50 us | p99 us | p99.9 us | server CPU us/frame | client CPU us/frame | notes |")
-lines.append("|---|---|---|---|---|---|---|---|")
-for s in servers:
-    lines.append(f"| {s} | {cell(s, 'latency', 'achieved_per_s')} | {cell(s, 'latency', 'p50_us', '{:.0f}')} | "
-                 f"{cell(s, 'latency', 'p99_us', '{:.0f}')} | {cell(s, 'latency', 'p99_9_us', '{:.0f}')} | "
-                 f"{cell(s, 'latency', 'server_us_per_frame', '{:.2f}')} | {cell(s, 'latency', 'client_us_per_frame', '{:.2f}')} | "
-                 f"{flags(s, 'latency')} |")
-lines.append("")
+if any("latency" in e for e in result["servers"].values()):
+    lines.append(f"### open model, 100 conns, 64 B ECHO at {result['latency_rate_per_s'] or '?'}/s ({basis_text})")
+    lines.append("")
+    lines.append("| server | achieved/s | p50 us | p99 us | p99.9 us | server CPU us/frame | client CPU us/frame | notes |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for s in servers:
+        lines.append(f"| {s} | {cell(s, 'latency', 'achieved_per_s')} | {cell(s, 'latency', 'p50_us', '{:.0f}')} | "
+                     f"{cell(s, 'latency', 'p99_us', '{:.0f}')} | {cell(s, 'latency', 'p99_9_us', '{:.0f}')} | "
+                     f"{cell(s, 'latency', 'server_us_per_frame', '{:.2f}')} | {cell(s, 'latency', 'client_us_per_frame', '{:.2f}')} | "
+                     f"{flags(s, 'latency')} |")
+    lines.append("")
 lines.append("### idle connections and syscalls")
 lines.append("")
 idle_n = next((e["idle"]["rounds"][0]["conns_target"] for e in result["servers"].values() if "idle" in e), 0)
@@ -255,14 +272,18 @@ for s in servers:
                  f"{f('server_ctx_switches_per_frame')} | {p100} |")
 lines.append("")
 lines.append("winners (median): " + "; ".join(f"{k}: {v['server']}" for k, v in winners.items()))
-for engine, t in targets.items():
-    if t:
-        lines.append(f"{engine.replace('-', ' ')} vs best peer on 100x8: {t['rate_ratio']:.2f}x {t['best_peer_by_rate']}'s frames/s "
-                     f"(goal >= 1.25), {t['cpu_ratio']:.2f}x {t['cheapest_peer_by_cpu']}'s CPU/frame (goal <= 0.8): "
-                     f"{'MET' if t['met'] else 'NOT MET'}")
-for phase, r in ratios.items():
-    lines.append(f"c10m uring / c10m epoll, {phase}, per round (median, min-max): " + ", ".join(
-        f"{k} {v['median']:.2f} ({v['min']:.2f}-{v['max']:.2f})" for k, v in r.items() if v))
+names = {"peak100x8": "100x8", "peak10k": "10kx1"}
+for engine, by_phase in targets.items():
+    for phase, t in by_phase.items():
+        lines.append(f"{engine} vs the peers, {names[phase]}: {t['rate_ratio']:.2f}x {t['best_peer_by_rate']}'s frames/s "
+                     f"(goal >= {RATE_GOAL}), {t['cpu_ratio']:.2f}x {t['cheapest_peer_by_cpu']}'s server CPU/frame "
+                     f"(goal <= {CPU_GOAL}): {'MET' if t['met'] else 'NOT MET'}")
+for phase, r in epoll_vs_libuv.items():
+    lines.append(f"c10m-epoll / libuv server CPU/frame, {names[phase]} (medians): {r:.2f} (goal <= 1.00)")
+for pair, by_phase in ratios.items():
+    for phase, r in by_phase.items():
+        lines.append(f"{pair}, {phase}, per round (median, min-max): " + ", ".join(
+            f"{k} {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f})" for k, v in r.items() if v))
 text = "\n".join(lines)
 open(f"{prefix}.md", "w").write(text + "\n")
 print(text)
@@ -295,7 +316,7 @@ for ax, (phase, key, title, log) in zip(axes.flat, panels):
     ax.bar(servers, meds, color=colors, yerr=[lo, hi], capsize=3)
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", rotation=35, labelsize=8)
-    if log:
+    if log and any(m > 0 for m in meds):
         ax.set_yscale("log")
 fig.suptitle(f"c10m (red) vs peers (blue): server {cfg['server_threads']} thread(s), client "
              f"{cfg['client_threads']}, median of rounds, bars = min-max; "

@@ -13,7 +13,7 @@ SERVER="$BUILD/apps/c10m-server"
 ulimit -n "$(ulimit -Hn)"
 
 ERR=$(mktemp)
-"$SERVER" --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --idle-timeout 0 2>"$ERR" &
+"$SERVER" --engine "${ENGINE:-epoll}" --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --idle-timeout 0 2>"$ERR" &
 SPID=$!
 trap 'kill $SPID 2>/dev/null || true; wait $SPID 2>/dev/null || true; rm -f "$ERR"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$ERR" && break; sleep 0.05; done

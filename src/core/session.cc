@@ -268,6 +268,12 @@ void Session::cover(Block* t, Nanos now) {
   }
 }
 
+size_t Session::out_room() const {
+  const Block* t = out_.tail;
+  const size_t cap = block_capacity();
+  return t == nullptr || t->refs || t->end == cap ? cap : cap - t->end;
+}
+
 void Session::append(const uint8_t* p, size_t n, Nanos now) {
   const size_t cap = block_capacity();
   out_bytes_ += n;
@@ -415,7 +421,7 @@ void Session::on_sent(size_t n, Nanos now) {
     while (h->mark_head < h->mark_count && h->marks[h->mark_head].end <= h->begin) {
       const Mark& m = h->marks[h->mark_head++];
       if (c != nullptr) {
-        for (uint32_t r = 0; r < m.requests; ++r) c->observe_service(now - m.rx);
+        if (m.requests != 0) c->observe_service(now - m.rx, m.requests);
       }
     }
     if (h->begin == h->end) {
@@ -658,14 +664,37 @@ size_t Session::parse(const uint8_t* p, size_t n, Nanos rx, Nanos now) {
         (type == FrameType::kSink || type == FrameType::kChunk) && h.length >= env_->trunc_min;
     switch (type) {
       case FrameType::kPing:
-      case FrameType::kEcho:
+      case FrameType::kEcho: {
         if (n - i < total) return i;
-        append(p + i, total, now);  // the reply is byte-identical to the request
-        add_requests(1, rx);
-        if (c != nullptr) c->frames[h.type].add();
+        // The whole PING/ECHO frames that follow are answered by one copy (each reply is
+        // byte-identical to its request) and one mark, as frame by frame would: the run
+        // ends before a frame of another type, a bad header, the write queue's limit (as
+        // can_examine() would stop), or a frame that would not fit in the output block.
+        uint32_t count[2] = {0, 0};
+        ++count[type == FrameType::kEcho];
+        size_t end = i + total;
+        const size_t limit = queue_limit();
+        const size_t room = out_room();
+        while (n - end >= kHeaderSize && (limit == 0 || out_bytes_ + (end - i) < limit)) {
+          const FrameHeader g = proto::parse_header(p + end);
+          const size_t next = kHeaderSize + g.length;
+          if ((g.type != type_byte(FrameType::kPing) && g.type != type_byte(FrameType::kEcho)) ||
+              proto::check_request_header(g, env_->limits.max_frame) != ErrorCode::kNone ||
+              n - end < next || end + next - i > room)
+            break;
+          ++count[g.type == type_byte(FrameType::kEcho)];
+          end += next;
+        }
+        append(p + i, end - i, now);
+        add_requests(count[0] + count[1], rx);
+        if (c != nullptr) {
+          if (count[0] != 0) c->frames[type_byte(FrameType::kPing)].add(count[0]);
+          if (count[1] != 0) c->frames[type_byte(FrameType::kEcho)].add(count[1]);
+        }
         frame_start_ = kNever;
-        i += total;
+        i = end;
         break;
+      }
       case FrameType::kSink:
       case FrameType::kChunk: {
         i += kHeaderSize;

@@ -243,6 +243,8 @@ class Session : NonCopyable {
   // output
   const ContentSource& content() const;
   void append(const uint8_t* p, size_t n, Nanos now);
+  /// Bytes append() can add before it needs another block.
+  size_t out_room() const;
   void make_room_for_mark(Block* b);
   void append_ref(const uint8_t* p, size_t n, bool file, Nanos now);
   void cover(Block* t, Nanos now);

@@ -16,8 +16,20 @@ namespace c10m::engine {
 
 enum class EngineKind { kThread, kEpoll, kUring };
 
-/// "thread" / "epoll" / "uring" -> kind; false on an unknown name.
+/// "thread" / "epoll" / "uring" -> kind; false on an unknown name (and for "auto": see
+/// choose_engine).
 bool parse_engine_kind(const std::string& name, EngineKind* out);
+/// `--engine auto` (the server's default): uring where this kernel and `config` allow it,
+/// else epoll. Sets `*why` to the reason, for the start-up line: "io_uring available,
+/// kernel 6.18", "io_uring disabled by kernel.io_uring_disabled=2", "--fetch-send sendfile
+/// needs epoll", ... Probes io_uring (once per process).
+EngineKind choose_engine(const core::ServerConfig& config, std::string* why);
+/// choose_engine's decision from its inputs (pure, for tests): the io_uring probe's error
+/// ("" = available), the contents of /proc/sys/kernel/io_uring_disabled and the kernel
+/// release (uname -r).
+EngineKind choose_engine_from(const core::ServerConfig& config, const std::string& uring_error,
+                              const std::string& io_uring_disabled,
+                              const std::string& kernel_release, std::string* why);
 const char* engine_kind_name(EngineKind kind);
 /// The engines this machine can run; probes io_uring at run time (once per process).
 std::vector<EngineKind> available_engines();

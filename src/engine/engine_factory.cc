@@ -1,5 +1,8 @@
 // The one switch that knows every engine.
+#include <sys/utsname.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include "engine/engine.h"
 #include "engine/epoll/epoll_engine.h"
@@ -38,6 +41,46 @@ const char* engine_kind_name(EngineKind kind) {
 
 std::string engine_unavailable_reason(EngineKind kind) {
   return kind == EngineKind::kUring ? uring_support().error : std::string();
+}
+
+EngineKind choose_engine_from(const core::ServerConfig& config, const std::string& uring_error,
+                              const std::string& io_uring_disabled,
+                              const std::string& kernel_release, std::string* why) {
+  // Flags that only the epoll engine serves (the uring engine refuses them at start-up).
+  if (config.fetch_send == core::FetchSend::kSendfile) {
+    *why = "--fetch-send sendfile needs epoll";
+    return EngineKind::kEpoll;
+  }
+  if (config.fetch_send == core::FetchSend::kZerocopy) {
+    *why = "--fetch-send zerocopy needs epoll";
+    return EngineKind::kEpoll;
+  }
+  if (config.ingest_trunc) {
+    *why = "--ingest trunc needs epoll";
+    return EngineKind::kEpoll;
+  }
+  // "6.18.44-..." -> "6.18"
+  std::string version = kernel_release.substr(0, kernel_release.find_first_not_of("0123456789."));
+  if (const auto dot = version.find('.'); dot != std::string::npos)
+    version = version.substr(0, version.find('.', dot + 1));
+  if (uring_error.empty()) {
+    *why = "io_uring available, kernel " + version;
+    return EngineKind::kUring;
+  }
+  if (io_uring_disabled == "1" || io_uring_disabled == "2") {
+    *why = "io_uring disabled by kernel.io_uring_disabled=" + io_uring_disabled;
+  } else {
+    *why = "io_uring unavailable, kernel " + version + ": " + uring_error;
+  }
+  return EngineKind::kEpoll;
+}
+
+EngineKind choose_engine(const core::ServerConfig& config, std::string* why) {
+  std::string disabled;
+  std::ifstream("/proc/sys/kernel/io_uring_disabled") >> disabled;
+  utsname u{};
+  ::uname(&u);
+  return choose_engine_from(config, uring_support().error, disabled, u.release, why);
 }
 
 std::vector<EngineKind> available_engines() {

@@ -78,14 +78,15 @@ struct alignas(64) ThreadCounters {
   Counter service_sum_ns;
   Counter service_buckets[kServiceBucketCount];  // non-cumulative counts
 
-  /// Records one request's service time (fully received -> reply handed to the kernel).
-  void observe_service(int64_t ns) {
-    service_count.add();
-    service_sum_ns.add(static_cast<uint64_t>(ns));
+  /// Records `count` requests with the same service time (fully received -> reply handed to
+  /// the kernel).
+  void observe_service(int64_t ns, uint64_t count = 1) {
+    service_count.add(count);
+    service_sum_ns.add(static_cast<uint64_t>(ns) * count);
     const double s = static_cast<double>(ns) * 1e-9;
     size_t i = 0;
     while (i < std::size(kServiceBuckets) && s > kServiceBuckets[i]) ++i;
-    service_buckets[i].add();
+    service_buckets[i].add(count);
   }
 };
 

@@ -32,6 +32,7 @@ struct WorkerHandoff {
 struct ServerOptions {
   core::ServerConfig config;
   engine::EngineKind kind = engine::EngineKind::kEpoll;
+  std::string engine_why;           // how --engine auto chose `kind` ("" when named)
   std::string metrics_addr;         // "off" or "" = no admin port
   bool metrics_addr_given = false;  // given on the command line (else a taken default warns)
   int workers = 1;                  // 1 = one process; 0 = automatic; >= 2 = supervisor

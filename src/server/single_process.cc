@@ -109,8 +109,9 @@ int run_single(const ServerOptions& o) {
   // epoll/thread: each connection takes one fd; the process already holds some, each loop
   // one more. uring: connections are direct descriptors, up to the fd limit per loop.
   const uint64_t room = engine::connection_capacity(kind, cfg, fd_limit, sys::count_open_fds());
-  log_info("engine {}, address {}, {}, fd limit {}: at most ~{} connections in this process",
-           engine::engine_kind_name(kind), where,
+  log_info("engine {}{}, address {}, {}, fd limit {}: at most ~{} connections in this process",
+           engine::engine_kind_name(kind), o.engine_why.empty() ? "" : " (" + o.engine_why + ")",
+           where,
            thread ? fmt::format("one thread per connection ({} KiB stack)", cfg.thread_stack >> 10)
                   : fmt::format("{} event loop(s)", loops),
            fd_limit, thousands(room));

@@ -392,8 +392,9 @@ void Supervisor::log_capacity() {
           ? fmt::format("{} workers x ~{} = ~{} connections", n_, thousands(lo), thousands(total))
           : fmt::format("{} workers, ~{} to ~{} each = ~{} connections", n_, thousands(lo),
                         thousands(hi), thousands(total));
-  log_info("engine {}, address {}, {} per worker, {}, fd limit {} per worker: {}",
-           engine::engine_kind_name(o_.kind), where_, engine_line,
+  log_info("engine {}{}, address {}, {} per worker, {}, fd limit {} per worker: {}",
+           engine::engine_kind_name(o_.kind),
+           o_.engine_why.empty() ? "" : " (" + o_.engine_why + ")", where_, engine_line,
            shared_ ? "one shared listener" : "SO_REUSEPORT listener per worker", fd_limit, per);
   if (o_.config.max_conns != 0 && total < o_.config.max_conns)
     log_warn("--max-conns {} is more than the workers can hold (~{}): add --workers",

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -182,6 +183,22 @@ ssize_t read_nowait(int fd, void* buf, size_t len) {
 ssize_t write_some(int fd, const void* buf, size_t len) {
   for (;;) {
     ssize_t n = ::send(fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+ssize_t read_nocancel(int fd, void* buf, size_t len) {
+  for (;;) {
+    const long n = ::syscall(SYS_read, fd, buf, len);
+    if (n >= 0) return n;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+ssize_t write_nocancel(int fd, const void* buf, size_t len) {
+  for (;;) {
+    const long n = ::syscall(SYS_sendto, fd, buf, len, MSG_NOSIGNAL, nullptr, 0);
     if (n >= 0) return n;
     if (errno != EINTR) return -errno;
   }

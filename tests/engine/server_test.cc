@@ -1,6 +1,6 @@
 // Integration tests over real loopback sockets, run against the c10m-server binary for
-// every engine (INSTANTIATE_TEST_SUITE_P). Behaviour only; every wait is bounded with
-// generous limits, no timing goals.
+// every engine and for its default configuration, no --engine flag (INSTANTIATE_TEST_SUITE_P).
+// Behaviour only; every wait is bounded with generous limits, no timing goals.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -30,7 +30,8 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
   }
   /// Starts the server with the engine under test and `args`.
   void start(std::vector<std::string> args = {}, uint64_t nofile = 0) {
-    args.insert(args.begin(), {"--engine", GetParam()});
+    const std::vector<std::string> e = engine_args(GetParam());
+    args.insert(args.begin(), e.begin(), e.end());
     ASSERT_TRUE(server_.start(args, nofile)) << server_.stderr_text();
   }
   // Every server ends with a clean drain (exit 0; under ASan also no leak) and no
@@ -363,8 +364,9 @@ TEST_P(ServerTest, TrickledFrameWaitsInTheKernelUntilItCanComplete) {
   start();
   trickle(server_, 50);  // the trickled bytes wait unread in the kernel
   ServerProcess per_segment;
-  ASSERT_TRUE(per_segment.start({"--engine", GetParam(), "--rcvlowat", "0"}))
-      << per_segment.stderr_text();
+  std::vector<std::string> per_segment_args = engine_args(GetParam());
+  per_segment_args.insert(per_segment_args.end(), {"--rcvlowat", "0"});
+  ASSERT_TRUE(per_segment.start(per_segment_args)) << per_segment.stderr_text();
   trickle(per_segment, 0);  // each segment is read as it comes
   expect_clean_exit(per_segment);
 }
@@ -437,8 +439,9 @@ TEST_P(ServerTest, AcceptAtTheFdLimitDoesNotSpin) {
   // server's accept() fails with EMFILE.
   std::vector<TestClient> flood(100);
   for (auto& c : flood) ASSERT_EQ(c.connect(server_.port()), 0);
-  ASSERT_TRUE(server_.wait_stderr(
-      GetParam() == "uring" ? "direct-descriptor table of a loop is full" : "EMFILE"));
+  ASSERT_TRUE(server_.wait_stderr(effective_engine(GetParam()) == "uring"
+                                      ? "direct-descriptor table of a loop is full"
+                                      : "EMFILE"));
   const double cpu0 = server_.cpu_seconds();
   std::this_thread::sleep_for(milliseconds(1000));
   const double cpu1 = server_.cpu_seconds();
@@ -458,13 +461,16 @@ TEST_P(ServerTest, AcceptAtTheFdLimitDoesNotSpin) {
 TEST_P(ServerTest, PortInUseIsAClearError) {
   start();
   ServerProcess second;
-  EXPECT_FALSE(second.start(
-      {"--engine", GetParam(), "--addr", "127.0.0.1:" + std::to_string(server_.port())}));
+  std::vector<std::string> second_args = engine_args(GetParam());
+  second_args.insert(second_args.end(), {"--addr", "127.0.0.1:" + std::to_string(server_.port())});
+  EXPECT_FALSE(second.start(second_args));
   EXPECT_EQ(second.wait_exit(), 1);
   EXPECT_NE(second.stderr_text().find("is in use"), std::string::npos) << second.stderr_text();
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, ServerTest, ::testing::Values("epoll", "thread", "uring"),
+// "default": no --engine flag (auto), the configuration a user gets.
+INSTANTIATE_TEST_SUITE_P(Engines, ServerTest,
+                         ::testing::Values("epoll", "thread", "uring", "default"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -201,6 +201,10 @@ class TestClient {
 // ---------------------------------------------------------------- server process
 class ServerProcess {
  public:
+  /// Runs in the forked child just before exec (e.g. to install a seccomp filter); must be
+  /// async-signal-safe and exit the child (_exit) if it fails.
+  void set_child_setup(void (*fn)()) { child_setup_ = fn; }
+
   /// Starts C10M_SERVER_BIN with `args` (and --addr 127.0.0.1:0 unless given); waits for "listening
   /// on". `nofile` > 0: RLIMIT_NOFILE (soft and hard) in the child before exec.
   bool start(const std::vector<std::string>& args, uint64_t nofile = 0) {
@@ -220,6 +224,7 @@ class ServerProcess {
         rlimit rl{nofile, nofile};
         ::setrlimit(RLIMIT_NOFILE, &rl);
       }
+      if (child_setup_ != nullptr) child_setup_();
       ::execv(argv[0], argv.data());
       _exit(127);
     }
@@ -340,6 +345,7 @@ class ServerProcess {
   int status_ = 0;
   uint16_t port_ = 0;
   int err_fd_ = -1;
+  void (*child_setup_)() = nullptr;
   std::thread reader_;
   std::mutex mu_;
   std::string err_;

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "admin/http_get.h"
 #include "engine/engine.h"
@@ -91,10 +92,26 @@ inline uint16_t free_loopback_port() {
 /// parameterised over engines skip with this reason (GTEST_SKIP in SetUp), e.g. uring where
 /// io_uring is disabled or the kernel is too old.
 inline std::string engine_skip_reason(const std::string& engine) {
+  if (engine == "default") return "";  // --engine auto runs wherever the server does
   engine::EngineKind kind;
   if (!engine::parse_engine_kind(engine, &kind)) return "unknown engine " + engine;
   const std::string why = engine::engine_unavailable_reason(kind);
   return why.empty() ? why : "--engine " + engine + " unavailable here: " + why;
+}
+
+/// The server arguments that select a parameterised test's engine: "default" is the
+/// server's default configuration (no --engine flag: auto).
+inline std::vector<std::string> engine_args(const std::string& engine) {
+  if (engine == "default") return {};
+  return {"--engine", engine};
+}
+
+/// The engine a parameter runs here: "default" is what --engine auto picks on this machine
+/// for a configuration without epoll-only flags.
+inline std::string effective_engine(const std::string& engine) {
+  if (engine != "default") return engine;
+  std::string why;
+  return engine::engine_kind_name(engine::choose_engine(core::ServerConfig{}, &why));
 }
 
 /// The end of every server test: a still running server gets SIGTERM and must drain and

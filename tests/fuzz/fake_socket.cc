@@ -230,6 +230,13 @@ ssize_t writev_some(int fd, const iovec* iov, int iovcnt) {
   return static_cast<ssize_t>(n);
 }
 
+// The loop's hot-path read and send are the same fake reads and writes.
+ssize_t read_nocancel(int fd, void* buf, size_t len) { return read_some(fd, buf, len); }
+ssize_t write_nocancel(int fd, const void* buf, size_t len) {
+  const iovec iov{const_cast<void*>(buf), len};
+  return writev_some(fd, &iov, 1);
+}
+
 void close_with_reset(int fd) {
   FakeNet& net = fake_net();
   if (FakeConn* c = net.find(fd)) {

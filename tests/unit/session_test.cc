@@ -909,6 +909,24 @@ TEST(SessionTest, ServiceTimeIsObservedWhenSent) {
   EXPECT_EQ(count(d.counters.service_sum_ns), 6u * kMillisecond);
 }
 
+TEST(SessionTest, PipelinedEchoesAreObservedWithTheBlockTheirReplyEndsIn) {
+  // One read of three 60,003-byte ECHOs: the first two replies and the start of the third
+  // fill an output block, the third ends in the next one. A request is observed when the
+  // block its reply ends in has been sent.
+  SessionLimits l = no_timeouts();
+  l.write_queue = 0;
+  Driver d(l);
+  const Bytes one = frame(FrameType::kEcho, pattern(60000));
+  const Bytes in = cat({one, one, one});
+  d.session->on_bytes(in, d.now);
+  d.flush(in.size() - 1);  // the first block, not all of the second
+  EXPECT_EQ(count(d.counters.service_count), 2u);
+  d.flush();
+  EXPECT_EQ(count(d.counters.service_count), 3u);
+  EXPECT_EQ(d.out, in);
+  EXPECT_EQ(count(d.counters.frames[static_cast<uint8_t>(FrameType::kEcho)]), 3u);
+}
+
 // --- half-close -------------------------------------------------------------------------
 
 TEST(SessionTest, EofAfterCompleteRequests) {

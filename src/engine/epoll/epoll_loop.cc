@@ -332,7 +332,7 @@ bool EpollLoop::read_burst(EpollConn* c, Nanos now) {
     // Just the next header when the session expects a large payload to discard after it.
     const size_t hint = s.read_hint();
     const size_t want = hint != 0 && hint < config_.readbuf ? hint : config_.readbuf;
-    const ssize_t n = sys::read_some(c->fd, scratch_.get(), want);
+    const ssize_t n = sys::read_nocancel(c->fd, scratch_.get(), want);
     if (n > 0) {
       bytes += static_cast<size_t>(n);
       s.on_bytes({scratch_.get(), static_cast<size_t>(n)}, now);
@@ -367,7 +367,10 @@ bool EpollLoop::flush(EpollConn* c, Nanos now, size_t quota) {
       // Only content and static tables are sent zero-copy: they never change, so no
       // send has to wait for its completion before its memory may be reused.
       if (zerocopy && v.immutable && v.bytes >= kZerocopyMin) flags |= MSG_ZEROCOPY;
-      n = sys::sendmsg_some(c->fd, iov, v.iovcnt, flags);
+      // One contiguous run (the usual reply batch): send() of it, like the peers' write(),
+      // not sendmsg(), which copies a msghdr and imports an iovec array per call.
+      n = v.iovcnt == 1 && flags == 0 ? sys::write_nocancel(c->fd, iov[0].iov_base, iov[0].iov_len)
+                                      : sys::sendmsg_some(c->fd, iov, v.iovcnt, flags);
       if (n == -ENOBUFS && (flags & MSG_ZEROCOPY)) {
         // The socket's option memory is full of unread completions: read them, and send
         // this batch with a copy.
