@@ -12,9 +12,9 @@
 namespace c10m::loadclient {
 namespace {
 
-constexpr uint32_t kMaxSends = 1024;        // sends prepared per batch of enters
+constexpr uint32_t kMaxSends = 1024;           // sends prepared per batch of enters
 constexpr uint32_t kMaxFixedFiles = 1u << 20;  // the kernel's cap on one table
-constexpr int kMaxRegisteredRings = 16;     // registered ring fds per thread (kernel)
+constexpr int kMaxRegisteredRings = 16;        // registered ring fds per thread (kernel)
 constexpr int kMaxEvents = 64;
 
 // Rings of active connections receive the load's replies; rings of idle ones only a
@@ -45,8 +45,8 @@ std::string DirectLoadLoop::setup_io() {
   rlimit lim{};
   getrlimit(RLIMIT_NOFILE, &lim);
   const uint64_t n = conns_.size();
-  per_ring_ = static_cast<uint32_t>(
-      std::clamp<uint64_t>(std::min<uint64_t>(lim.rlim_cur, kMaxFixedFiles), 1, std::max<uint64_t>(n, 1)));
+  per_ring_ = static_cast<uint32_t>(std::clamp<uint64_t>(
+      std::min<uint64_t>(lim.rlim_cur, kMaxFixedFiles), 1, std::max<uint64_t>(n, 1)));
   uint64_t actives = 0;
   for (const Conn& c : conns_) actives += c.active ? 1 : 0;
   ep_ = epoll_create1(EPOLL_CLOEXEC);
@@ -58,8 +58,8 @@ std::string DirectLoadLoop::setup_io() {
     o.slots = static_cast<uint32_t>(std::min<uint64_t>(per_ring_, n - first));
     auto ring = std::make_unique<DirectRing>();
     if (std::string err = ring->init(o, &ctr_.enter_calls); !err.empty())
-      return "--io direct: ring " + std::to_string(r + 1) + " of " + std::to_string(count) +
-             ": " + err;
+      return "--io direct: ring " + std::to_string(r + 1) + " of " + std::to_string(count) + ": " +
+             err;
     if (static_cast<int>(r) < kMaxRegisteredRings) ring->register_fd();
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -70,7 +70,7 @@ std::string DirectLoadLoop::setup_io() {
   }
   ring_dirty_.assign(rings_.size(), 0);
   ctr_.rings.add(rings_.size());
-  sends_ = std::make_unique<SendOp[]>(kMaxSends);
+  sends_ = std::make_unique_for_overwrite<SendOp[]>(kMaxSends);  // touched as used
   completions_.reserve(4096);
   return {};
 }
@@ -245,7 +245,7 @@ void DirectLoadLoop::on_recv(Conn& c, uint32_t idx, const Completion& e,
   if (!(e.flags & IORING_CQE_F_MORE)) c.io_flags &= ~kRecvArmed;
   if (e.res == -ENOBUFS) {
     ctr_.recv_enobufs.add();  // the buffer ring ran dry: the bytes wait in the socket
-  } else {
+  } else if (e.res != -EAGAIN) {  // (not expected from a multishot receive: armed again)
     ctr_.batched_ops.add();
     if (!got_bytes(c, idx, bytes.data(), e.res > 0 ? static_cast<ssize_t>(bytes.size()) : e.res,
                    now))

@@ -102,8 +102,8 @@ class DirectLoadLoop final : public LoadLoop {
   std::vector<Completion> completions_;  // reaped, not yet handled (in order)
   size_t handled_ = 0;
   std::unique_ptr<SendOp[]> sends_;
-  uint32_t nsends_ = 0;      // sends prepared in this batch
-  uint32_t sends_open_ = 0;  // ... whose completion has not been seen
+  uint32_t nsends_ = 0;                                  // sends prepared in this batch
+  uint32_t sends_open_ = 0;                              // ... whose completion has not been seen
   std::vector<std::pair<uint32_t, uint32_t>> writable_;  // (idx, gen): POLLOUT fired
 };
 

@@ -87,17 +87,17 @@ std::string probe() {
       int op;
       const char* name;
       const char* version;
-    } ops[] = {{IORING_OP_SOCKET, "IORING_OP_SOCKET", "5.19"},
-               {IORING_OP_CONNECT, "IORING_OP_CONNECT", "5.5"},
-               {IORING_OP_RECV, "IORING_OP_RECV", "5.6"},
-               {IORING_OP_SEND, "IORING_OP_SEND", "5.6"},
-               {IORING_OP_SENDMSG, "IORING_OP_SENDMSG", "5.3"},
-               {IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD", "5.1"},
-               {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL", "5.5"},
-               {IORING_OP_CLOSE, "IORING_OP_CLOSE", "5.6"},
-               {IORING_OP_URING_CMD, "IORING_OP_URING_CMD", "6.7"},
-               {kOpBind, "IORING_OP_BIND (bind a direct descriptor to its --srcips address)",
-                "6.11"}};
+    } ops[] = {
+        {IORING_OP_SOCKET, "IORING_OP_SOCKET", "5.19"},
+        {IORING_OP_CONNECT, "IORING_OP_CONNECT", "5.5"},
+        {IORING_OP_RECV, "IORING_OP_RECV", "5.6"},
+        {IORING_OP_SEND, "IORING_OP_SEND", "5.6"},
+        {IORING_OP_SENDMSG, "IORING_OP_SENDMSG", "5.3"},
+        {IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD", "5.1"},
+        {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL", "5.5"},
+        {IORING_OP_CLOSE, "IORING_OP_CLOSE", "5.6"},
+        {IORING_OP_URING_CMD, "IORING_OP_URING_CMD", "6.7"},
+        {kOpBind, "IORING_OP_BIND (bind a direct descriptor to its --srcips address)", "6.11"}};
     for (const auto& o : ops) {
       if (!io_uring_opcode_supported(pr, o.op)) {
         why = needs(o.name, o.version);
@@ -144,9 +144,10 @@ std::string probe() {
       io_uring_cqe_seen(&ring, cqe);
       if (res >= 0 || res == -ECANCELED) continue;
       why = ud == 1   ? needs("IORING_OP_SOCKET into a direct descriptor", "5.19", res)
-            : ud == 2 ? needs("setsockopt on a direct descriptor (IORING_OP_URING_CMD "
-                              "SOCKET_URING_OP_SETSOCKOPT)",
-                              "6.7", res)
+            : ud == 2 ? needs(
+                            "setsockopt on a direct descriptor (IORING_OP_URING_CMD "
+                            "SOCKET_URING_OP_SETSOCKOPT)",
+                            "6.7", res)
                       : needs("IORING_OP_BIND on a direct descriptor", "6.11", res);
     }
   }

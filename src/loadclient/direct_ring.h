@@ -39,10 +39,10 @@ namespace c10m::loadclient {
 class DirectRing : NonCopyable {
  public:
   struct Options {
-    uint32_t slots = 1;         // direct descriptors (<= RLIMIT_NOFILE)
+    uint32_t slots = 1;  // direct descriptors (<= RLIMIT_NOFILE)
     uint32_t sq_entries = 2048;
     uint32_t cq_entries = 8192;
-    uint32_t buffers = 16;      // provided buffers (power of two)
+    uint32_t buffers = 16;  // provided buffers (power of two)
     uint32_t buffer_size = 65536;
   };
   /// What a connection's socket gets before it connects (values must outlive the chain).

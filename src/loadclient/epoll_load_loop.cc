@@ -213,8 +213,7 @@ void EpollLoadLoop::on_readable(Conn& c, uint32_t idx, uint8_t* buf, size_t cap)
 // sends through the same ring.
 void EpollLoadLoop::read_batch() {
   for (size_t k = 0; k < ready_.size(); ++k)
-    io_->recv(conns_[ready_[k].first].fd, rbuf_.data() + k * kBatchReadSlice, kBatchReadSlice,
-              k);
+    io_->recv(conns_[ready_[k].first].fd, rbuf_.data() + k * kBatchReadSlice, kBatchReadSlice, k);
   const std::span<const IoBatch::Result> res = submit_batch();
   reads_done_.assign(res.begin(), res.end());
   const Nanos now = mono_now();

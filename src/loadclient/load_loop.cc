@@ -21,11 +21,20 @@ constexpr Nanos kLateThreshold = kMillisecond;
 constexpr double kSaturatedCpuShare = 0.95;
 constexpr double kStarvedShare = 0.10;         // run-queue wait per second that counts as starved
 constexpr unsigned long kTimerSlackNs = 1000;  // kernel slack of the loop's own wake-ups
+constexpr Nanos kRampBatch = kMillisecond;     // --ramp: one wake opens every connect due
+                                               // within this (not one wake per connect)
 
 Nanos thread_cpu_now() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<Nanos>(ts.tv_sec) * kSecond + ts.tv_nsec;
+}
+
+// Kernel entries a loop made on its connections so far: as the report counts them (plain
+// reads and writes, epoll waits, io_uring enters; ring operations ride in the enters).
+uint64_t syscalls_so_far(const WorkerCounters& c) {
+  return c.read_calls.load() + c.write_calls.load() - c.batched_ops.load() + c.wait_calls.load() +
+         c.enter_calls.load();
 }
 
 // Context switches of the calling thread so far (voluntary + involuntary).
@@ -90,12 +99,7 @@ void ActiveState::grow() {
 
 LoadLoop::LoadLoop(const LoadConfig& c, const PayloadPattern& p, std::vector<uint64_t> ids,
                    double r)
-    : cfg_(c),
-      conns_(ids.size()),
-      stage_(kStageArenaSize),
-      pat_(p),
-      ramp_(r),
-      timers_(ids.size()) {
+    : cfg_(c), conns_(ids.size()), stage_(kStageArenaSize), pat_(p), ramp_(r), timers_(ids.size()) {
   for (size_t i = 0; i < ids.size(); ++i) {
     conns_[i].global_id = ids[i];
     conns_[i].active = is_active_conn(ids[i], cfg_.active_frac);
@@ -134,7 +138,7 @@ void LoadLoop::start_connect(uint32_t idx, Nanos now) {
 void LoadLoop::open_more(Nanos now) {
   size_t allowed = conns_.size();
   if (ramp_ > 0) {
-    const double due = 1.0 + static_cast<double>(now - t0_) * ramp_ / 1e9;
+    const double due = 1.0 + static_cast<double>(now + kRampBatch - t0_) * ramp_ / 1e9;
     if (due < static_cast<double>(allowed)) allowed = static_cast<size_t>(due);
   }
   while (next_to_open_ < allowed && in_progress_ < kMaxConnectsInProgress)
@@ -614,8 +618,7 @@ std::string LoadLoop::run() {
   }
   if (cfg_.op == Op::kFetch) {
     fetch_table_.resize(proto::kFetchModulus + proto::kMaxPayload);
-    for (size_t k = 0; k < fetch_table_.size(); ++k)
-      fetch_table_[k] = proto::fetch_pattern_byte(k);
+    for (size_t k = 0; k < fetch_table_.size(); ++k) fetch_table_[k] = proto::fetch_pattern_byte(k);
   }
   if (std::string err = setup_io(); !err.empty()) return err;
   const RunQueueClock run_queue;
@@ -627,7 +630,7 @@ std::string LoadLoop::run() {
   // The measured window's start: this loop's CPU, run-queue wait, switches and bytes.
   bool warm_marked = false;
   Nanos cpu_at_warm = 0, wait_at_warm = 0;
-  uint64_t out_at_warm = 0, in_at_warm = 0, switches_at_warm = 0;
+  uint64_t out_at_warm = 0, in_at_warm = 0, switches_at_warm = 0, syscalls_at_warm = 0;
   if (tick_wall >= t_warm_) {
     // This thread began after the window opened (a starved process starts late): its
     // counts since it was created, waiting for its first run included, belong to it.
@@ -642,6 +645,7 @@ std::string LoadLoop::run() {
       cpu_at_warm = thread_cpu_now();
       wait_at_warm = run_queue.now();
       switches_at_warm = thread_switches();
+      syscalls_at_warm = syscalls_so_far(ctr_);
       out_at_warm = ctr_.bytes_out.load();
       in_at_warm = ctr_.bytes_in.load();
     }
@@ -653,6 +657,7 @@ std::string LoadLoop::run() {
         if (wait >= 0 && wait_at_warm >= 0)
           ctr_.run_delay_ns.set(static_cast<uint64_t>(wait - wait_at_warm));
         ctr_.context_switches.set(thread_switches() - switches_at_warm);
+        ctr_.window_syscalls.set(syscalls_so_far(ctr_) - syscalls_at_warm);
         ctr_.wire_out.set(ctr_.bytes_out.load() - out_at_warm);
         ctr_.wire_in.set(ctr_.bytes_in.load() - in_at_warm);
       }

@@ -78,7 +78,7 @@ struct ActiveState {
 /// The record every connection has, idle ones included (keep it small: 1,000,000 of them
 /// live in one process with --io direct).
 struct Conn {
-  int fd = -1;  // the backend's handle while a socket exists: a process fd, or a ring slot
+  int fd = -1;       // the backend's handle while a socket exists: a process fd, or a ring slot
   uint32_t gen = 0;  // bumped at every close: completions and events of an old socket
                      // carry the old value and are ignored
   ConnState state = ConnState::kNew;
@@ -169,7 +169,7 @@ class LoadLoop : NonCopyable {
   /// backend when it emptied. Returns the bytes taken, or -1 when the error closed it.
   ssize_t queued_sent(Conn& c, uint32_t idx, ssize_t n);
 
-  static constexpr int kMaxIov = 64;  // iovecs per writev / sendmsg
+  static constexpr int kMaxIov = 64;                     // iovecs per writev / sendmsg
   static constexpr size_t kMaxConnectsInProgress = 512;  // per loop; under the backlog
 
   const LoadConfig& cfg_;

@@ -364,6 +364,7 @@ nlohmann::json RunReport::to_json() const {
         {"enter_calls", totals.enter_calls},
         {"batched_ops", totals.batched_ops},
         {"syscalls_per_frame", per(syscalls(totals), totals.frames_in)},
+        {"measured_syscalls_per_frame", per(totals.window_syscalls, totals.done_measured)},
         {"partial_writes", totals.partial_writes},
         {"frames_out", totals.frames_out},
         {"frames_in", totals.frames_in},
@@ -458,13 +459,14 @@ std::string RunReport::table() const {
       per(totals.frames_in, totals.read_calls), per(totals.frames_in, totals.wait_calls),
       totals.write_calls, totals.read_calls, totals.wait_calls, totals.partial_writes);
   out += fmt::format(
-      "  {:<16}{:.3f} syscalls per frame (--io {}: {} io_uring enters carried {} "
-      "of the reads and writes{})\n",
+      "  {:<16}{:.3f} syscalls per frame (--io {}: {} io_uring enters carried {} of the reads "
+      "and writes{}); {:.3f} in the measured window\n",
       "", per(syscalls(totals), totals.frames_in), io_mode_name(c.io), totals.enter_calls,
       totals.batched_ops,
       totals.rings ? fmt::format("; {} rings, {} receives re-armed, {} for want of a buffer",
                                  totals.rings, totals.recv_rearms, totals.recv_enobufs)
-                   : std::string());
+                   : std::string(),
+      per(totals.window_syscalls, totals.done_measured));
   if (!c.closed_loop())
     out += fmt::format("  {:<16}mean {}, {} sends > 1 ms late, {} early (within --send-slack {})\n",
                        "send lateness",

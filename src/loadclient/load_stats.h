@@ -52,6 +52,7 @@ ConnectFail classify_connect_errno(int err);      // err > 0
   X(wire_out)        /* bytes written in the measured window */                            \
   X(wire_in)         /* bytes read in the measured window */                            \
   X(context_switches) /* the loop threads' context switches in the measured window */      \
+  X(window_syscalls)  /* kernel entries on connections in the measured window */           \
   X(rings)            /* --io direct: io_uring instances the loops drive */                \
   X(recv_rearms)      /* --io direct: multishot receives armed again after they ended */   \
   X(recv_enobufs)     /* --io direct: ... of them because the buffer ring was empty */
