@@ -96,7 +96,7 @@ class DirectRing : NonCopyable {
   template <typename F>
   int reap(F&& f) {
     int n = 0;
-    for (;;) {
+    for (int flushes = 0;; ++flushes) {
       io_uring_cqe* cqe;
       unsigned head, seen = 0;
       io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -105,7 +105,8 @@ class DirectRing : NonCopyable {
       }
       io_uring_cq_advance(&ring_, seen);
       n += static_cast<int>(seen);
-      if (!(IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW)) return n;
+      if (!(IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) || flushes == 8)
+        return n;  // (the rest of an overflow, if any, at the next reap)
       // The kernel kept completions the CQ had no room for (IORING_FEAT_NODROP): flush.
       const int rc = io_uring_get_events(&ring_);
       if (enters_ != nullptr) enters_->add();

@@ -17,7 +17,6 @@ constexpr int kMaxEvents = 256;                // per epoll_pwait2
 constexpr size_t kBatchReadSlice = 16 * 1024;  // --io uring: each batched read's share
 constexpr unsigned kBatchOps = 1024;           // --io uring: operations per io_uring_enter
 constexpr int kReadBurst = 8;                  // reads per readiness event: no starvation
-static_assert(IoBatch::kMaxIov >= 64);
 
 }  // namespace
 
@@ -31,6 +30,7 @@ EpollLoadLoop::~EpollLoadLoop() {
 }
 
 std::string EpollLoadLoop::setup_io() {
+  static_assert(IoBatch::kMaxIov >= kMaxIov, "a staged chain's sendmsg must fit the batcher");
   ep_ = epoll_create1(EPOLL_CLOEXEC);
   if (ep_ < 0) return std::string("epoll_create1: ") + std::strerror(errno);
   rbuf_.resize(kReadBufferSize);
