@@ -725,7 +725,7 @@ TEST_P(LoadClientIo, ConnectFailuresAreCountedAndNamed) {
   const int full_port = ntohs(c10m::sys::local_endpoint(full.get())->sin_port);
   auto timed_out =
       run_io({"--addr", "127.0.0.1:" + std::to_string(full_port), "--conns", "4", "--rate", "1",
-              "--connect-timeout", "500ms", "--duration", "2s", "--quiet"},
+              "--connect-timeout", "500ms", "--duration", "1s", "--quiet"},
              "timed_out");
   ASSERT_EQ(timed_out.status, 0) << timed_out.err;
   ASSERT_FALSE(timed_out.result.is_discarded()) << timed_out.err;
