@@ -10,6 +10,7 @@
 #include "base/build_info.h"
 #include "base/process_name.h"
 #include "base/units.h"
+#include "loadclient/direct_ring.h"
 #include "loadclient/io_batch.h"
 #include "loadclient/load_runner.h"
 #include "sys/socket.h"
@@ -94,7 +95,12 @@ int main(int argc, char** argv) {
   app.add_option("--io", io,
                  "how each loop moves bytes: epoll (a read/write syscall per connection), "
                  "uring (every read of an epoll batch and every write of a turn in one "
-                 "io_uring_enter each; Linux 6.1+), auto (uring where the kernel has it)")
+                 "io_uring_enter each; Linux 6.1+), direct (connections are io_uring direct "
+                 "descriptors, outside the fd table, so one process holds more than its fd "
+                 "limit: sockets created, bound and connected by the ring, replies by "
+                 "multishot receive, each loop drives one ring per fd-limit of connections; "
+                 "Linux 6.12+), auto (direct where a process's connections exceed its fd "
+                 "limit, else uring where the kernel has it, else epoll)")
       ->capture_default_str();
   app.add_flag("--nodelay,!--no-nodelay", cfg.nodelay,
                "TCP_NODELAY on client sockets (default on)");
@@ -146,10 +152,16 @@ int main(int argc, char** argv) {
   if (!o) return usage_error(fmt::format("--op '{}': expected ping|echo|sink|stream|fetch", op));
   cfg.op = *o;
   const auto io_mode = parse_io_mode(io);
-  if (!io_mode) return usage_error(fmt::format("--io '{}': expected auto|epoll|uring", io));
+  if (!io_mode)
+    return usage_error(fmt::format("--io '{}': expected auto|epoll|uring|direct", io));
   cfg.io = *io_mode;
   if (cfg.io == IoMode::kUring && !IoBatch::unavailable().empty())
     return usage_error("--io uring: " + IoBatch::unavailable());
+  if (cfg.io == IoMode::kDirect && !DirectRing::unavailable().empty()) {
+    // The kernel, not the command line: a fatal set-up error (exit 1), one line.
+    fmt::print(stderr, "c10m-loadclient: {}\n", DirectRing::unavailable());
+    return 1;
+  }
   std::string err;
   // A frame payload is at most 65535 bytes; a FETCH total is any u32 here (the client
   // needs no buffer for it); a STREAM is built whole in the loop's scratch buffer.

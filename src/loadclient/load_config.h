@@ -18,10 +18,13 @@ enum class Op { kPing, kEcho, kSink, kStream, kFetch };
 std::optional<Op> parse_op(std::string_view name);
 const char* op_name(Op op);
 
-/// How a loop moves bytes: one read/write syscall per connection (epoll), or every read
-/// of an epoll batch and every write of a turn in one io_uring_enter each (uring,
-/// io_batch.h). auto: uring where the kernel has it; run_load() resolves it.
-enum class IoMode { kAuto, kEpoll, kUring };
+/// How a loop moves bytes: one read/write syscall per connection (epoll); every read of an
+/// epoll batch and every write of a turn in one io_uring_enter each (uring, io_batch.h);
+/// or connections as io_uring direct descriptors, outside the fd table (direct,
+/// direct_load_loop.h). auto: direct where a process's connections exceed its fd limit
+/// (and the kernel has it), else uring where the kernel has it, else epoll; run_load()
+/// resolves it (resolve_io_mode).
+enum class IoMode { kAuto, kEpoll, kUring, kDirect };
 std::optional<IoMode> parse_io_mode(std::string_view name);
 const char* io_mode_name(IoMode mode);
 

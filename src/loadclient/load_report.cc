@@ -43,6 +43,8 @@ nlohmann::json ProcessResult::to_json() const {
           {"ops_completed", totals.done_measured},
           {"p99_us", static_cast<double>(histogram.value_at_percentile(99)) / 1e3},
           {"connect_errors", connect_errors},
+          {"rss_before_bytes", rss_before_bytes},
+          {"rss_end_bytes", rss_end_bytes},
           {"totals", totals.to_json()},
           {"histogram", histogram.to_json()}};
 }
@@ -54,6 +56,8 @@ bool ProcessResult::from_json(const nlohmann::json& j, ProcessResult* out, std::
     out->conns_target = j.at("conns_target").get<uint64_t>();
     out->active_target = j.at("active_target").get<uint64_t>();
     out->connect_errors = j.at("connect_errors").get<std::string>();
+    out->rss_before_bytes = j.at("rss_before_bytes").get<uint64_t>();
+    out->rss_end_bytes = j.at("rss_end_bytes").get<uint64_t>();
     out->totals = Totals::from_json(j.at("totals"));
     auto h = HdrHistogram::from_json(j.at("histogram"), error);
     if (!h) return false;
@@ -304,13 +308,23 @@ nlohmann::json RunReport::to_json() const {
                totals.conns_open ? grown / static_cast<double>(totals.conns_open) : 0.0},
               {"cpu_s", server_cpu}};
   }
+  uint64_t rss_before = 0, rss_end = 0;
+  for (const auto& p : processes) {
+    rss_before += p.rss_before_bytes;
+    rss_end += p.rss_end_bytes;
+  }
+  const double connect_s = static_cast<double>(totals.connect_phase_ns) / 1e9;
   json summary = {
       {"conns",
        {{"target", c.conns},
         {"active_target", c.active_target()},
         {"open", totals.conns_open},
         {"opened", totals.conns_opened},
-        {"connect_failures", totals.connect_failures()}}},
+        {"connect_failures", totals.connect_failures()},
+        {"connect_s", totals.connect_phase_ns ? json(connect_s) : json(nullptr)},
+        {"connects_per_s", totals.connect_phase_ns
+                               ? json(static_cast<double>(totals.conns_opened) / connect_s)
+                               : json(nullptr)}}},
       {"rate",
        {{"target_per_s", target_rate()},
         {"achieved_per_s", static_cast<double>(totals.sent_measured) / window},
@@ -334,7 +348,15 @@ nlohmann::json RunReport::to_json() const {
         {"run_queue_wait_s", totals.schedstat_loops
                                  ? json(static_cast<double>(totals.run_delay_ns) / 1e9)
                                  : json(nullptr)},
-        {"conn_struct_bytes", LoadWorker::conn_struct_bytes()}}},
+        {"conn_struct_bytes", LoadWorker::conn_struct_bytes()},
+        {"context_switches_per_frame", per(totals.context_switches, totals.done_measured)},
+        {"rings", totals.rings},
+        {"rss_before_bytes", rss_before},
+        {"rss_end_bytes", rss_end},
+        {"rss_bytes_per_conn",
+         totals.conns_open ? (static_cast<double>(rss_end) - static_cast<double>(rss_before)) /
+                                 static_cast<double>(totals.conns_open)
+                           : 0.0}}},
       {"syscalls",
        {{"write_calls", totals.write_calls},
         {"read_calls", totals.read_calls},
@@ -342,6 +364,7 @@ nlohmann::json RunReport::to_json() const {
         {"enter_calls", totals.enter_calls},
         {"batched_ops", totals.batched_ops},
         {"syscalls_per_frame", per(syscalls(totals), totals.frames_in)},
+        {"measured_syscalls_per_frame", per(totals.window_syscalls, totals.done_measured)},
         {"partial_writes", totals.partial_writes},
         {"frames_out", totals.frames_out},
         {"frames_in", totals.frames_in},
@@ -436,10 +459,14 @@ std::string RunReport::table() const {
       per(totals.frames_in, totals.read_calls), per(totals.frames_in, totals.wait_calls),
       totals.write_calls, totals.read_calls, totals.wait_calls, totals.partial_writes);
   out += fmt::format(
-      "  {:<16}{:.3f} syscalls per frame (--io {}: {} io_uring enters carried {} "
-      "of the reads and writes)\n",
+      "  {:<16}{:.3f} syscalls per frame (--io {}: {} io_uring enters carried {} of the reads "
+      "and writes{}); {:.3f} in the measured window\n",
       "", per(syscalls(totals), totals.frames_in), io_mode_name(c.io), totals.enter_calls,
-      totals.batched_ops);
+      totals.batched_ops,
+      totals.rings ? fmt::format("; {} rings, {} receives re-armed, {} for want of a buffer",
+                                 totals.rings, totals.recv_rearms, totals.recv_enobufs)
+                   : std::string(),
+      per(totals.window_syscalls, totals.done_measured));
   if (!c.closed_loop())
     out += fmt::format("  {:<16}mean {}, {} sends > 1 ms late, {} early (within --send-slack {})\n",
                        "send lateness",
@@ -450,10 +477,30 @@ std::string RunReport::table() const {
   {
     const double wait = loop_wait_share();
     out += fmt::format(
-        "  {:<16}CPU {:.0f}% of the window, run-queue wait {} ({} loop-s saturated, {} starved)\n",
+        "  {:<16}CPU {:.0f}% of the window, run-queue wait {} ({} loop-s saturated, {} starved), "
+        "{:.2f} context switches per frame\n",
         "client loops", 100 * loop_cpu_share(),
         wait < 0 ? std::string("unknown") : fmt::format("{:.1f}%", 100 * wait),
-        totals.saturated_ticks, totals.starved_ticks);
+        totals.saturated_ticks, totals.starved_ticks,
+        per(totals.context_switches, totals.done_measured));
+    uint64_t before = 0, end = 0;
+    for (const auto& p : processes) {
+      before += p.rss_before_bytes;
+      end += p.rss_end_bytes;
+    }
+    out += fmt::format(
+        "  {:<16}RSS {} (was {} before its loops), {} per conn ({} B record); connects {}\n",
+        "client", fmt_bytes(static_cast<double>(end)), fmt_bytes(static_cast<double>(before)),
+        fmt_bytes(totals.conns_open ? (static_cast<double>(end) - static_cast<double>(before)) /
+                                          static_cast<double>(totals.conns_open)
+                                    : 0),
+        LoadWorker::conn_struct_bytes(),
+        totals.connect_phase_ns
+            ? fmt::format("{} in {:.2f} s ({:.0f}/s)", totals.conns_opened,
+                          static_cast<double>(totals.connect_phase_ns) / 1e9,
+                          static_cast<double>(totals.conns_opened) * 1e9 /
+                              static_cast<double>(totals.connect_phase_ns))
+            : std::string("not finished"));
   }
   if (totals.goaways)
     out +=

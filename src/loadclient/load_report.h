@@ -47,6 +47,8 @@ struct ProcessResult {
   Totals totals;
   HdrHistogram histogram;  // measured window only
   std::string connect_errors;
+  uint64_t rss_before_bytes = 0;  // this process's VmRSS before its loops were made
+  uint64_t rss_end_bytes = 0;     // ... as the measured window ended
   nlohmann::json to_json() const;
   static bool from_json(const nlohmann::json& j, ProcessResult* out, std::string* error);
 };

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "loadclient/direct_ring.h"
 #include "loadclient/io_batch.h"
 #include "loadclient/load_worker.h"
 #include "sys/socket.h"
@@ -110,6 +111,8 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
   const double ramp_per_loop =
       cfg.ramp > 0 ? cfg.ramp / (static_cast<double>(count) * threads) : 0.0;
 
+  ProcessResult r;
+  r.rss_before_bytes = sample_process(static_cast<int>(getpid())).rss_bytes;
   std::vector<std::unique_ptr<LoadWorker>> workers;
   for (auto& share : shares)
     workers.push_back(std::make_unique<LoadWorker>(cfg, pattern, std::move(share), ramp_per_loop));
@@ -125,8 +128,16 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
   Nanos stopped_at = kNever;
   Nanos next_tick = cfg.t0 + kSecond;
   int tick = 1;
+  // This process's RSS as the measured window ends (every connection still open).
+  const Nanos t_end = cfg.t0 + cfg.warmup + cfg.duration;
+  bool rss_sampled = false;
+  auto sample_rss = [&] {
+    r.rss_end_bytes = sample_process(static_cast<int>(getpid())).rss_bytes;
+    rss_sampled = true;
+  };
   while (done.load() < static_cast<int>(workers.size())) {
     const Nanos now = mono_now();
+    if (!rss_sampled && now >= t_end) sample_rss();
     if (g_interrupted.load() && stopped_at == kNever) {
       stopped_at = now;
       for (auto& w : workers) w->stop();
@@ -145,8 +156,10 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
     }
     Nanos wake = std::min(next_tick + kPublishLag, now + 20 * kMillisecond);
     if (probe) wake = std::min(wake, probe->next_due());
+    if (!rss_sampled) wake = std::min(wake, t_end);
     sleep_until(wake);
   }
+  if (!rss_sampled) sample_rss();  // stopped early
   for (auto& t : pool) t.join();
   if (probe) probe->finish(mono_now());
   {
@@ -160,7 +173,6 @@ ProcessResult run_workers(const LoadConfig& cfg, const TickFn& on_tick, ServerPr
     on_tick(tick, cur, interval);
   }
 
-  ProcessResult r;
   r.index = index;
   r.pid = static_cast<int>(getpid());
   r.conns_target = ids.size();
@@ -363,6 +375,7 @@ std::optional<IoMode> parse_io_mode(std::string_view name) {
   if (name == "auto") return IoMode::kAuto;
   if (name == "epoll") return IoMode::kEpoll;
   if (name == "uring") return IoMode::kUring;
+  if (name == "direct") return IoMode::kDirect;
   return std::nullopt;
 }
 
@@ -374,6 +387,8 @@ const char* io_mode_name(IoMode mode) {
       return "epoll";
     case IoMode::kUring:
       return "uring";
+    case IoMode::kDirect:
+      return "direct";
   }
   return "?";
 }
@@ -419,11 +434,17 @@ std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int wor
   return ids;
 }
 
-namespace {
-void resolve_io_mode(LoadConfig& cfg) {
-  if (cfg.io == IoMode::kAuto)
-    cfg.io = IoBatch::unavailable().empty() ? IoMode::kUring : IoMode::kEpoll;
+IoMode resolve_io_mode(const LoadConfig& cfg, uint64_t fd_limit) {
+  if (cfg.io != IoMode::kAuto) return cfg.io;
+  const uint64_t procs = static_cast<uint64_t>(std::max(1, cfg.procs));
+  const uint64_t per_process = (cfg.conns + procs - 1) / procs;
+  if (per_process + kFdReserve > fd_limit && DirectRing::unavailable().empty())
+    return IoMode::kDirect;
+  return IoBatch::unavailable().empty() ? IoMode::kUring : IoMode::kEpoll;
 }
+
+namespace {
+void resolve_io_mode(LoadConfig& cfg) { cfg.io = resolve_io_mode(cfg, sys::raise_fd_limit()); }
 }  // namespace
 
 RunReport run_in_process(const LoadConfig& config, std::string* fatal) {
@@ -449,7 +470,6 @@ RunReport run_in_process(const LoadConfig& config, std::string* fatal) {
 int run_load(LoadConfig cfg, const std::vector<std::string>& argv) {
   install_interrupt_handler();
   resolve_io_mode(cfg);
-  sys::raise_fd_limit();
   if (cfg.worker_index >= 0) {
     // A --procs worker: JSON lines to the parent on stdout.
     const Nanos late = mono_now() - (cfg.t0 + cfg.warmup + cfg.duration);

@@ -21,6 +21,15 @@ namespace c10m::loadclient {
 std::vector<uint64_t> process_conn_ids(uint64_t conns, int worker_index, int worker_count,
                                        double pack_active_frac = 0);
 
+/// Fds a load process keeps for itself besides its connections (stdio, epoll sets, rings,
+/// pipes): --io auto counts them when it compares the connections with the fd limit.
+inline constexpr uint64_t kFdReserve = 64;
+
+/// What --io auto means for this run: direct where a process's share of the connections
+/// (plus kFdReserve) exceeds `fd_limit` and the kernel runs it, else uring where the
+/// kernel runs it, else epoll. Any other mode is returned as it is.
+IoMode resolve_io_mode(const LoadConfig& config, uint64_t fd_limit);
+
 /// Runs the load described by `config`. `argv` is this program's command line (re-executed
 /// for --procs workers, with hidden --worker-* flags appended). Prints the live line
 /// (stderr) and final table (stdout), writes --json and --hgrm. In a worker process it

@@ -1,5 +1,6 @@
 #include "loadclient/load_stats.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
@@ -25,7 +26,8 @@ const char* connect_fail_name(ConnectFail kind) {
 const char* connect_fail_hint(ConnectFail kind) {
   switch (kind) {
     case ConnectFail::kFdLimit:
-      return "fd limit reached: use --procs (each process has its own fd table)";
+      return "fd limit reached: use --io direct (connections as io_uring direct descriptors, "
+             "outside the fd table) or --procs (each process has its own fd table)";
     case ConnectFail::kPortsExhausted:
       return "ephemeral ports exhausted: add --srcips (e.g. 127.0.0.2-127.0.0.60) or widen "
              "net.ipv4.ip_local_port_range";
@@ -63,6 +65,7 @@ void Totals::add(const WorkerCounters& w) {
 #undef C10M_X
   for (size_t i = 0; i < kConnectFailKinds; ++i) connect_fail[i] += w.connect_fail[i].load();
   for (size_t i = 0; i < 8; ++i) error_frames[i] += w.error_frames[i].load();
+  connect_phase_ns = std::max(connect_phase_ns, w.connect_phase_ns.load());
 }
 
 void Totals::add(const Totals& t) {
@@ -71,6 +74,7 @@ void Totals::add(const Totals& t) {
 #undef C10M_X
   for (size_t i = 0; i < kConnectFailKinds; ++i) connect_fail[i] += t.connect_fail[i];
   for (size_t i = 0; i < 8; ++i) error_frames[i] += t.error_frames[i];
+  connect_phase_ns = std::max(connect_phase_ns, t.connect_phase_ns);
 }
 
 uint64_t Totals::connect_failures() const {
@@ -103,6 +107,7 @@ nlohmann::json Totals::to_json() const {
     cf[connect_fail_name(static_cast<ConnectFail>(i))] = connect_fail[i];
   auto& ef = j["error_frames"] = nlohmann::json::object();
   for (size_t i = 1; i < 8; ++i) ef[error_frame_key(i)] = error_frames[i];
+  j["connect_phase_ns"] = connect_phase_ns;
   j["errors"] = errors();
   return j;
 }
@@ -117,6 +122,7 @@ Totals Totals::from_json(const nlohmann::json& j) {
         j.at("connect_failures").at(connect_fail_name(static_cast<ConnectFail>(i))).get<uint64_t>();
   for (size_t i = 1; i < 8; ++i)
     t.error_frames[i] = j.at("error_frames").at(error_frame_key(i)).get<uint64_t>();
+  t.connect_phase_ns = j.at("connect_phase_ns").get<uint64_t>();
   return t;
 }
 

@@ -50,7 +50,12 @@ ConnectFail classify_connect_errno(int err);      // err > 0
   X(partial_writes)  /* writes the kernel took only part of (rest queued) */               \
   X(payload_bytes)   /* payload of the measured requests completed (STREAM/FETCH total) */ \
   X(wire_out)        /* bytes written in the measured window */                            \
-  X(wire_in)         /* bytes read in the measured window */
+  X(wire_in)         /* bytes read in the measured window */                            \
+  X(context_switches) /* the loop threads' context switches in the measured window */      \
+  X(window_syscalls)  /* kernel entries on connections in the measured window */           \
+  X(rings)            /* --io direct: io_uring instances the loops drive */                \
+  X(recv_rearms)      /* --io direct: multishot receives armed again after they ended */   \
+  X(recv_enobufs)     /* --io direct: ... of them because the buffer ring was empty */
 
 struct WorkerCounters {
 #define C10M_X(name) metrics::Counter name;
@@ -58,6 +63,9 @@ struct WorkerCounters {
 #undef C10M_X
   metrics::Counter connect_fail[kConnectFailKinds];
   metrics::Counter error_frames[8];  // ERROR frames received by code (7: any other code)
+  // Nanoseconds from the run's start until this loop had tried every connection and none
+  // was in progress (0: not yet). Totals keep the largest: the connect phase of the run.
+  metrics::Counter connect_phase_ns;
 };
 
 struct Totals {
@@ -66,6 +74,7 @@ struct Totals {
 #undef C10M_X
   uint64_t connect_fail[kConnectFailKinds] = {};
   uint64_t error_frames[8] = {};
+  uint64_t connect_phase_ns = 0;  // the largest over loops and processes
 
   void add(const WorkerCounters& w);
   void add(const Totals& t);

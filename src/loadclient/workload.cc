@@ -21,6 +21,11 @@ const char* schedule_kind_name(ScheduleKind kind) {
 }
 
 Nanos Schedule::first_offset(Rng& rng) const {
+  // Poisson: an exponential first gap, like every other (memoryless: the source is
+  // stationary from its start, so connections that start together, --sends-from, offer
+  // the target rate at once; a uniform phase here made them offer up to 2x over the first
+  // 1/rate seconds).
+  if (kind == ScheduleKind::kPoisson) return next_gap(rng);
   return static_cast<Nanos>(rng.uniform() * 1e9 / rate);
 }
 

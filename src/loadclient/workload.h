@@ -42,8 +42,10 @@ const char* schedule_kind_name(ScheduleKind kind);
 
 /// Open-model send schedule of one connection at `rate` sends/s.
 /// fixed: gaps of 1/rate, each scaled by a seeded jitter uniform in [1-j, 1+j];
-/// poisson: exponential gaps of mean 1/rate. The first send is at a seeded phase in
-/// [0, 1/rate) after the connection opens, so connections do not send in lock step.
+/// poisson: exponential gaps of mean 1/rate. fixed: the first send is at a seeded phase in
+/// [0, 1/rate) after the connection opens, so connections do not send in lock step;
+/// poisson: after an exponential first gap, so many connections started together are a
+/// Poisson process of their summed rate from the start.
 struct Schedule {
   ScheduleKind kind = ScheduleKind::kFixed;
   double rate = 1.0;    // sends per second per connection, > 0

@@ -9,8 +9,10 @@
 // does a --procs worker that starts after the run's window.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,7 +34,9 @@
 #include <thread>
 #include <vector>
 
+#include "loadclient/direct_ring.h"
 #include "loadclient/io_batch.h"
+#include "loadclient/load_stats.h"
 #include "sys/socket.h"
 
 namespace {
@@ -59,10 +63,15 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// `nofile` > 0: the child's RLIMIT_NOFILE (soft and hard) before it starts.
 pid_t spawn(const std::vector<std::string>& args, const std::string& out_path,
-            const std::string& err_path) {
+            const std::string& err_path, rlim_t nofile = 0) {
   const pid_t pid = fork();
   if (pid == 0) {
+    if (nofile > 0) {
+      const rlimit lim{nofile, nofile};
+      if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
+    }
     const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(out, 1);
@@ -164,14 +173,14 @@ struct ClientRun {
 
 ClientRun run_client(std::vector<std::string> args, const std::string& name,
                      std::chrono::seconds limit = 30s,
-                     const std::function<void(pid_t)>& during = nullptr) {
+                     const std::function<void(pid_t)>& during = nullptr, rlim_t nofile = 0) {
   ClientRun r;
   const std::string json_path = temp_path(name + ".json");
   const std::string out_path = temp_path(name + ".out"), err_path = temp_path(name + ".stderr");
   fs::remove(json_path);
   args.insert(args.begin(), C10M_LOADCLIENT_BIN);
   args.insert(args.end(), {"--json", json_path});
-  const pid_t pid = spawn(args, out_path, err_path);
+  const pid_t pid = spawn(args, out_path, err_path, nofile);
   if (during) during(pid);
   r.status = wait_bounded(pid, limit);
   r.out = read_file(out_path);
@@ -189,6 +198,9 @@ class LoadClientIo : public ::testing::TestWithParam<const char*> {
   void SetUp() override {
     if (std::string(GetParam()) == "uring" && !c10m::loadclient::IoBatch::unavailable().empty())
       GTEST_SKIP() << c10m::loadclient::IoBatch::unavailable();
+    if (std::string(GetParam()) == "direct" &&
+        !c10m::loadclient::DirectRing::unavailable().empty())
+      GTEST_SKIP() << c10m::loadclient::DirectRing::unavailable();
   }
   ClientRun run_io(std::vector<std::string> args, const std::string& name,
                    std::chrono::seconds limit = 30s,
@@ -197,7 +209,7 @@ class LoadClientIo : public ::testing::TestWithParam<const char*> {
     return run_client(std::move(args), name + "_" + GetParam(), limit, during);
   }
 };
-INSTANTIATE_TEST_SUITE_P(Io, LoadClientIo, ::testing::Values("epoll", "uring"),
+INSTANTIATE_TEST_SUITE_P(Io, LoadClientIo, ::testing::Values("epoll", "uring", "direct"),
                          [](const auto& info) { return std::string(info.param); });
 
 TEST_P(LoadClientIo, CleanEchoMixHasNoMismatchOrError) {
@@ -294,12 +306,12 @@ TEST_P(LoadClientIo, EveryOpValidatesAgainstTheServer) {
   }
 }
 
-TEST(LoadClientRun, GoawayStopsSendingAndClosesCleanly) {
+TEST_P(LoadClientIo, GoawayStopsSendingAndClosesCleanly) {
   if (!server_works()) GTEST_SKIP() << "c10m-server not available";
   auto server = start_c10m_server();
   ASSERT_TRUE(server);
   const pid_t target = server->pid;
-  auto r = run_client(
+  auto r = run_io(
       {"--addr", server->addr(), "--conns", "10", "--rate", "100", "--duration", "2s", "--quiet"},
       "goaway", 30s, [target](pid_t) {
         std::this_thread::sleep_for(800ms);
@@ -664,6 +676,157 @@ TEST(LoadClientRun, SendsFromHoldsTheScheduleUntilThen) {
   EXPECT_LE(out, 280u) << s.dump();
   EXPECT_EQ(s["mismatches"], 0);
   EXPECT_EQ(s["errors"], 0);
+}
+
+// ---- connect failures, in every I/O mode -----------------------------------------------
+
+// The JSON a connect failure leaves, which must not depend on the I/O mode: the count of
+// each kind, the first error's text per kind, and the warning with its fix.
+void expect_connect_failures(const ClientRun& r, const std::string& kind, int64_t count,
+                             const std::string& first_error, const std::string& hint) {
+  const json& cf = r.result["totals"]["connect_failures"];
+  for (const char* k : {"emfile", "eaddrnotavail", "econnrefused", "timeout", "other"})
+    EXPECT_EQ(cf[k].get<int64_t>(), k == kind ? count : 0) << k << " " << cf.dump();
+  EXPECT_EQ(r.result["summary"]["conns"]["connect_failures"].get<int64_t>(), count);
+  EXPECT_EQ(r.result["processes"][0]["connect_errors"], kind + ": " + first_error);
+  bool warned = false;
+  for (const json& w : r.result["warnings"])
+    warned = warned || w.get<std::string>() == std::to_string(count) + " connects failed (" +
+                                                   kind + "): " + hint;
+  EXPECT_TRUE(warned) << r.result["warnings"].dump();
+}
+
+// Refused (a port bound but not listening answers with RST) and timed out (a listener with
+// a backlog of one that never accepts: the first connection waits in its backlog, the
+// other SYNs are dropped): every I/O mode counts them in the same fields, with the same
+// first-error texts and hints. --io direct connects by a ring operation on a direct
+// descriptor; the kernel's answer is the same.
+TEST_P(LoadClientIo, ConnectFailuresAreCountedAndNamed) {
+  c10m::sys::Fd closed(c10m::sys::tcp_socket());
+  ASSERT_TRUE(closed.valid());
+  sockaddr_in any = *c10m::sys::parse_ipv4_endpoint("127.0.0.1:0");
+  ASSERT_EQ(::bind(closed.get(), reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
+  const int closed_port = ntohs(c10m::sys::local_endpoint(closed.get())->sin_port);
+  auto refused = run_io({"--addr", "127.0.0.1:" + std::to_string(closed_port), "--conns", "5",
+                         "--rate", "1", "--duration", "1s", "--quiet"},
+                        "refused");
+  ASSERT_EQ(refused.status, 0) << refused.err;
+  ASSERT_FALSE(refused.result.is_discarded()) << refused.err;
+  EXPECT_EQ(refused.result["summary"]["conns"]["open"], 0);
+  EXPECT_EQ(refused.result["summary"]["errors"], 5);
+  expect_connect_failures(refused, "econnrefused", 5, "Connection refused",
+                          c10m::loadclient::connect_fail_hint(
+                              c10m::loadclient::ConnectFail::kRefused));
+
+  c10m::sys::ListenOptions lo;
+  lo.backlog = 0;  // one connection completes into the backlog; it is never accepted
+  c10m::sys::Fd full(c10m::sys::listen_tcp(any, lo));
+  ASSERT_TRUE(full.valid());
+  const int full_port = ntohs(c10m::sys::local_endpoint(full.get())->sin_port);
+  auto timed_out =
+      run_io({"--addr", "127.0.0.1:" + std::to_string(full_port), "--conns", "4", "--rate", "1",
+              "--connect-timeout", "500ms", "--duration", "1s", "--quiet"},
+             "timed_out");
+  ASSERT_EQ(timed_out.status, 0) << timed_out.err;
+  ASSERT_FALSE(timed_out.result.is_discarded()) << timed_out.err;
+  const auto open = timed_out.result["summary"]["conns"]["open"].get<int64_t>();
+  EXPECT_LE(open, 2) << "the backlog holds one (two if a SYN slipped in)";
+  expect_connect_failures(timed_out, "timeout", 4 - open, "Connection timed out",
+                          c10m::loadclient::connect_fail_hint(
+                              c10m::loadclient::ConnectFail::kTimeout));
+}
+
+// This thread (and the processes it starts) in a network namespace of its own, with its
+// loopback up, until destroyed. ok() is false (with why()) where namespaces are not allowed.
+class PrivateNetns {
+ public:
+  PrivateNetns() : home_(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) {
+    if (home_ < 0 || ::unshare(CLONE_NEWNET) != 0) {
+      why_ = std::string("no network namespace: ") + std::strerror(errno);
+      return;
+    }
+    entered_ = true;
+    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &ifr) != 0 ||
+        (ifr.ifr_flags |= IFF_UP, ::ioctl(s, SIOCSIFFLAGS, &ifr) != 0))
+      why_ = std::string("cannot bring lo up: ") + std::strerror(errno);
+    if (s >= 0) ::close(s);
+  }
+  ~PrivateNetns() {
+    if (entered_) ::setns(home_, CLONE_NEWNET);
+    if (home_ >= 0) ::close(home_);
+  }
+  bool ok() const { return why_.empty(); }
+  const std::string& why() const { return why_; }
+  /// net.ipv4.ip_local_port_range of this namespace only.
+  bool set_port_range(int lo, int hi) {
+    std::ofstream out("/proc/sys/net/ipv4/ip_local_port_range");
+    out << lo << " " << hi << "\n";
+    out.flush();
+    return static_cast<bool>(out);
+  }
+
+ private:
+  int home_;
+  bool entered_ = false;
+  std::string why_;
+};
+
+// Source ports exhausted: one source IP and 10 ephemeral ports (in a namespace of the
+// test's own) reach one server address 10 times; the other 15 connects fail with
+// EADDRNOTAVAIL, counted and named alike in every I/O mode (--io direct binds with
+// IP_BIND_ADDRESS_NO_PORT through the ring and the port is picked at the ring's connect).
+TEST_P(LoadClientIo, SourcePortsExhaustedAreCountedAndNamed) {
+  if (!server_works()) GTEST_SKIP() << "c10m-server not available";
+  PrivateNetns ns;
+  if (!ns.ok()) GTEST_SKIP() << ns.why();
+  auto server = start_c10m_server();
+  ASSERT_TRUE(server);
+  const int first = server->port >= 40000 && server->port < 40010 ? 50000 : 40000;
+  if (!ns.set_port_range(first, first + 9)) GTEST_SKIP() << "cannot set ip_local_port_range";
+  auto r = run_io({"--addr", server->addr(), "--conns", "25", "--srcips", "127.0.0.2", "--rate",
+                   "1", "--duration", "1s", "--quiet"},
+                  "ports");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  EXPECT_EQ(r.result["summary"]["conns"]["open"], 10) << r.result["totals"].dump();
+  expect_connect_failures(r, "eaddrnotavail", 15, "Cannot assign requested address",
+                          c10m::loadclient::connect_fail_hint(
+                              c10m::loadclient::ConnectFail::kPortsExhausted));
+}
+
+// ---- more connections than the fd limit -------------------------------------------------
+
+// One client process whose fd limit is 1,024 holds 3,000 connections to one c10m-server
+// process (fd limit as the box gives it): --io auto picks direct descriptors (the
+// connections never enter the fd table), each of the 2 loops drives 2 rings (a ring's
+// table is capped by the fd limit), and every connection's requests are answered and
+// validated.
+TEST(LoadClientRun, DirectHoldsMoreConnectionsThanTheFdLimit) {
+  if (!c10m::loadclient::DirectRing::unavailable().empty())
+    GTEST_SKIP() << c10m::loadclient::DirectRing::unavailable();
+  if (!server_works()) GTEST_SKIP() << "c10m-server not available";
+  auto server = start_c10m_server();
+  ASSERT_TRUE(server);
+  constexpr int kConns = 3000;
+  auto r = run_client({"--addr", server->addr(), "--conns", std::to_string(kConns), "--threads",
+                       "2", "--rate", "1", "--sends-from", "2s", "--duration", "4s", "--grace",
+                       "10s", "--io", "auto", "--quiet"},
+                      "beyond_fd_limit", 60s, nullptr, /*nofile=*/1024);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(r.result.is_discarded()) << r.err;
+  const json& s = r.result["summary"];
+  const json& t = r.result["totals"];
+  EXPECT_EQ(r.result["config"]["io"], "direct");
+  EXPECT_EQ(s["conns"]["open"], kConns) << t.dump();
+  EXPECT_EQ(s["conns"]["connect_failures"], 0) << t.dump();
+  EXPECT_EQ(s["errors"], 0) << t.dump();
+  EXPECT_EQ(s["mismatches"], 0) << t.dump();
+  EXPECT_EQ(t["sent_measured"], t["done_measured"]) << t.dump();
+  EXPECT_GE(t["done_measured"].get<int64_t>(), kConns) << t.dump();
+  EXPECT_EQ(s["client_loops"]["rings"], 4) << "2 loops x ceil(1,500 / 1,024) rings";
 }
 
 }  // namespace

@@ -80,6 +80,22 @@ TEST(Workload, PoissonScheduleHasExponentialGaps) {
   EXPECT_NEAR(above / static_cast<double>(gaps.size()), std::exp(-1.0), 0.01);
 }
 
+// Connections that start together (--sends-from) offer the target rate from the start:
+// over 20,000 Poisson connections at 1/s, the first second carries as many sends as the
+// third (a uniform first phase used to put ~1.5x into the first second).
+TEST(Workload, PoissonConnectionsStartedTogetherOfferTheRateAtOnce) {
+  Schedule s{ScheduleKind::kPoisson, 1.0, 0.0};
+  int64_t per_second[3] = {};
+  for (uint64_t conn = 0; conn < 20000; ++conn) {
+    Rng rng = Rng::for_stream(11, conn);
+    for (Nanos t = s.first_offset(rng); t < 3 * kSecond; t += s.next_gap(rng))
+      ++per_second[t / kSecond];
+  }
+  EXPECT_NEAR(static_cast<double>(per_second[0]), 20000.0, 20000 * 0.03);
+  EXPECT_NEAR(static_cast<double>(per_second[1]), 20000.0, 20000 * 0.03);
+  EXPECT_NEAR(static_cast<double>(per_second[2]), 20000.0, 20000 * 0.03);
+}
+
 TEST(Workload, PayloadMixParsesAndPicksByWeight) {
   std::string err;
   auto mix = PayloadMix::parse("64:0.9,4096:0.08,65535:0.02", &err);
