@@ -16,9 +16,9 @@
 #            and net.ipv4.tcp_max_syn_backlog to 65535 (printed, restored). ~3 minutes.
 # Writes results/client_direct.json (raw runs, the host record) and prints the tables
 # (median (min-max) of the rounds). Run it with the box to itself:
-#   ROUNDS=3 bash scripts/client_direct.sh            # ~8 minutes; changes no sysctl
-#   PHASES=connect bash scripts/client_direct.sh      # one phase
-#   PHASES=c1m bash scripts/client_direct.sh
+#   ROUNDS=3 bash experiments/client_direct.sh            # ~8 minutes; changes no sysctl
+#   PHASES=connect bash experiments/client_direct.sh      # one phase
+#   PHASES=c1m bash experiments/client_direct.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
